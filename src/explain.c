@@ -1,0 +1,3 @@
+/* explain.c */
+#include "thingspace_fdw.h"
+void ts_ExplainForeignScan(ForeignScanState *node, struct ExplainState *es) {}

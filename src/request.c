@@ -1,0 +1,2 @@
+/* request.c */
+#include "thingspace_fdw.h"

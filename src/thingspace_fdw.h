@@ -1,0 +1,170 @@
+/*
+ * thingspace_fdw.h — internal declarations shared by the PostgreSQL-side files.
+ *
+ * Prototypes are grouped by the file that defines them.
+ */
+#ifndef THINGSPACE_FDW_H
+#define THINGSPACE_FDW_H
+
+#include "postgres.h"
+
+#include "foreign/fdwapi.h"
+#include "foreign/foreign.h"
+#include "nodes/pg_list.h"
+#include "storage/latch.h"
+
+#include "compat.h"
+#include "tsmap.h"
+
+#define TS_EXTENSION_VERSION "1.0"
+#define TS_USER_AGENT "thingspace_fdw/" TS_EXTENSION_VERSION
+
+/* Server options (SPEC §2), parsed once. Durations in milliseconds. */
+typedef struct TsServerOptions
+{
+	Oid			serverid;
+	char	   *base_url;
+	char	   *account;		/* NULL when unset */
+	int			request_timeout_ms;
+	int			callback_timeout_ms;
+	int			max_retries;
+	int			max_devices_per_request;
+	int			cache_ttl_ms;
+	char	   *ca_file;		/* superuser-only; NULL = system trust store */
+	char	   *proxy;			/* superuser-only; NULL = none (curl's env rules apply) */
+	bool		verify_tls;		/* superuser-only to turn off */
+} TsServerOptions;
+
+/* User mapping options: the secrets.  Never printed anywhere. */
+typedef struct TsUserOptions
+{
+	Oid			umid;			/* pg_user_mapping oid, InvalidOid for PUBLIC-less */
+	char	   *client_id;
+	char	   *client_secret;
+	char	   *username;
+	char	   *password;
+} TsUserOptions;
+
+typedef struct TsTableOptions
+{
+	TsResource	resource;
+	char	   *account;		/* NULL when unset */
+	char	   *device_kind;	/* NULL when unset; lower case */
+} TsTableOptions;
+
+/* What a scan did, for EXPLAIN ANALYZE. */
+typedef struct TsScanStats
+{
+	int			requests_sent;
+	int			cache_hits;
+	int			merged_inflight;
+	int			pages_read;
+	int			retries;
+	double		wait_ms;		/* time spent waiting for callbacks */
+} TsScanStats;
+
+/* ---- in thingspace_fdw.c ---- */
+extern PGDLLIMPORT bool ts_shmem_available;	/* loaded via shared_preload_libraries */
+
+/* ---- in plan.c : FDW planning callbacks ---- */
+extern void ts_GetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid);
+extern void ts_GetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid);
+extern ForeignScan *ts_GetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
+									  Oid foreigntableid, ForeignPath *best_path,
+									  List *tlist, List *scan_clauses, Plan *outer_plan);
+
+/* ---- in scan.c : FDW execution callbacks ---- */
+extern void ts_BeginForeignScan(ForeignScanState *node, int eflags);
+extern TupleTableSlot *ts_IterateForeignScan(ForeignScanState *node);
+extern void ts_ReScanForeignScan(ForeignScanState *node);
+extern void ts_EndForeignScan(ForeignScanState *node);
+
+/* ---- in explain.c ---- */
+extern void ts_ExplainForeignScan(ForeignScanState *node, struct ExplainState *es);
+
+/* ---- in import.c ---- */
+extern List *ts_ImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid);
+
+/* ---- in option.c ---- */
+extern void ts_get_server_options(Oid serverid, TsServerOptions *out);
+extern void ts_get_user_options(Oid serverid, Oid userid, TsUserOptions *out);
+extern void ts_get_table_options(Oid foreigntableid, TsTableOptions *out);
+extern bool ts_parse_duration_ms(const char *value, int *out_ms);
+extern const char *ts_resource_name(TsResource resource);
+extern bool ts_is_valid_device_kind(const char *kind);
+
+/* ---- in http.c : one libcurl layer for every vendor call ---- */
+typedef struct TsHttpResult
+{
+	long		status;			/* HTTP status */
+	char	   *body;			/* palloc'd, NUL-terminated */
+	size_t		len;
+} TsHttpResult;
+
+/* ---- in auth.c : OAuth token + M2M session, shared across backends ---- */
+typedef struct TsVendor TsVendor;	/* a server + user mapping ready to call the API */
+
+extern TsVendor *ts_vendor_open(const TsServerOptions *srv, const TsUserOptions *um);
+
+/*
+ * Send n billed-usage request bodies (JSON text) concurrently; store each answer's
+ * requestId (palloc'd) in request_ids[i].  Retries, token renewal and re-login are
+ * handled inside; any failure is an ereport(ERROR).
+ */
+extern void ts_vendor_submit_billed(TsVendor *v, int n, char *const *bodies,
+									char **request_ids, TsScanStats *stats);
+
+/*
+ * One vendor call with the session headers (used for callback registration).
+ * path is relative to base_url.  Returns the result; 4xx/5xx are ereport(ERROR).
+ */
+extern TsHttpResult ts_vendor_call(TsVendor *v, const char *method, const char *path,
+								   const char *body);
+
+/* Credential identity for cache keys: never the secret itself. */
+extern uint64 ts_vendor_identity(const TsServerOptions *srv, const TsUserOptions *um);
+
+extern Size ts_auth_shmem_size(void);
+extern void ts_auth_shmem_init(void);
+
+/* ---- in spool.c : the durable callback spool ---- */
+extern char *ts_spool_dir(void);	/* absolute path */
+
+typedef enum TsSpoolState
+{
+	TS_SPOOL_WAITING,			/* not all pages in yet */
+	TS_SPOOL_COMPLETE,
+	TS_SPOOL_FAILED,			/* a callback with a failure status / faultResponse */
+	TS_SPOOL_BROKEN				/* a callback for this request was not valid JSON */
+} TsSpoolState;
+
+typedef struct TsSpoolStatus
+{
+	TsSpoolState state;
+	int			pages_in;
+	int			total_pages;	/* 0 when not known */
+	char	   *message;		/* FAILED/BROKEN: vendor fault or JSON error position */
+	char	   *detail;
+	List	   *page_paths;		/* COMPLETE: file paths in page order */
+} TsSpoolStatus;
+
+extern void ts_spool_status(const char *request_id, TsSpoolStatus *out);
+extern bool ts_spool_valid_request_id(const char *request_id);
+
+/* ---- in wake.c : waking scans when a callback lands ---- */
+extern Size ts_wake_shmem_size(void);
+extern void ts_wake_shmem_init(void);
+extern void ts_wake_register(void);
+extern void ts_wake_unregister(void);
+extern void ts_wake_all(void);
+
+/* ---- in listener.c : the callback listener background worker ---- */
+extern void ts_listener_define_gucs(void);
+extern void ts_listener_register_worker(void);
+extern PGDLLEXPORT void ts_listener_main(Datum arg);
+
+/* ---- in cache.c : shared result cache with in-flight merging ---- */
+extern Size ts_cache_shmem_size(void);
+extern void ts_cache_shmem_init(void);
+
+#endif							/* THINGSPACE_FDW_H */
