@@ -12,7 +12,7 @@ OBJS = \
 	src/request.o \
 	src/scan.o \
 	src/explain.o \
-	src/import.o \
+	src/tables.o \
 	src/http.o \
 	src/auth.o \
 	src/spool.o \

@@ -82,7 +82,12 @@ extern void ts_EndForeignScan(ForeignScanState *node);
 /* ---- in explain.c ---- */
 extern void ts_ExplainForeignScan(ForeignScanState *node, struct ExplainState *es);
 
-/* ---- in import.c ---- */
+/* ---- in tables.c : the contract's three tables (SPEC §3) ---- */
+extern int	ts_column_by_name(const char *name);	/* TsColumn or -1 */
+extern const char *ts_column_name(TsColumn col);
+extern char *ts_all_column_names(void);
+extern bool ts_resource_has_column(TsResource resource, TsColumn col);
+extern char *ts_resource_column_names(TsResource resource);
 extern List *ts_ImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid);
 
 /* ---- in option.c ---- */

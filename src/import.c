@@ -1,3 +1,0 @@
-/* import.c */
-#include "thingspace_fdw.h"
-List *ts_ImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid) { return NIL; }
