@@ -82,6 +82,45 @@ extern void ts_EndForeignScan(ForeignScanState *node);
 /* ---- in explain.c ---- */
 extern void ts_ExplainForeignScan(ForeignScanState *node, struct ExplainState *es);
 
+/* ---- in request.c : WHERE conditions → vendor requests (SPEC §4) ---- */
+typedef enum TsCondOp
+{
+	TS_OP_EQ,					/* col = v, col IN (...), col = ANY(...) */
+	TS_OP_LT,
+	TS_OP_LE,
+	TS_OP_GT,
+	TS_OP_GE
+} TsCondOp;
+
+/* One usable condition after evaluation: its values as text (dates as YYYY-MM-DD). */
+typedef struct TsCondValues
+{
+	TsColumn	column;
+	TsCondOp	op;
+	List	   *values;			/* of char *; SQL NULLs left out */
+} TsCondValues;
+
+typedef struct TsRequest
+{
+	char	   *account;
+	int			from_year;
+	int			from_month;
+	int			to_year;
+	int			to_month;
+	bool		line_level;
+	char	   *device_kind;	/* with device_id, or the kind of device_ids */
+	char	   *device_id;		/* single deviceId */
+	List	   *device_ids;		/* deviceIds batch (char *) */
+	char	   *label_name;
+	char	   *label_value;
+	char	   *body;			/* JSON request body, deterministic */
+} TsRequest;
+
+#define TS_MAX_REQUESTS_PER_SCAN 10000
+
+extern List *ts_build_requests(List *conds, const TsServerOptions *srv,
+							   const TsTableOptions *tbl, const char *relname);
+
 /* ---- in tables.c : the contract's three tables (SPEC §3) ---- */
 extern int	ts_column_by_name(const char *name);	/* TsColumn or -1 */
 extern const char *ts_column_name(TsColumn col);
@@ -162,6 +201,10 @@ extern void ts_wake_shmem_init(void);
 extern void ts_wake_register(void);
 extern void ts_wake_unregister(void);
 extern void ts_wake_all(void);
+/* false when there is no shared memory or no free slot: the waiter must poll. */
+extern bool ts_wake_registered(void);
+/* Bumped by every ts_wake_all(); 0 without shared memory. */
+extern uint64 ts_wake_generation(void);
 
 /* ---- in listener.c : the callback listener background worker ---- */
 extern void ts_listener_define_gucs(void);
