@@ -28,7 +28,9 @@ typedef struct TsjNode
 	const char *key;			/* member name (unescaped, NUL-terminated) or NULL */
 	size_t		keylen;
 	const char *str;			/* string: unescaped value; number: lexeme; NUL-terminated */
-	size_t		len;
+	size_t		len;			/* (additions) true/false/null: "true"/"false"/"null";
+								 * object/array: view of its source text [start,end),
+								 * NOT NUL-terminated, valid while the source buffer lives */
 	size_t		start;			/* byte span of the value in the source: [start, end) */
 	size_t		end;
 	struct TsjNode *child;		/* first element / member */
@@ -57,5 +59,21 @@ extern void tsj_free(TsjDoc *doc);
 extern const TsjNode *tsj_get(const TsjNode *obj, const char *key);
 /* Same, ignoring ASCII case of the member name. */
 extern const TsjNode *tsj_get_ci(const TsjNode *obj, const char *key);
+
+/*
+ * Additions.
+ *
+ * tsj_parse_limited: like tsj_parse, but fails with "out of memory" once the document
+ * would need more than max_bytes of arena memory (0 = no limit).  Lets a caller bound
+ * the memory one untrusted body may take.
+ */
+extern TsjDoc *tsj_parse_limited(const char *buf, size_t len, size_t max_bytes,
+								 TsjError *err);
+/* Arena bytes in use by a document (for limits and EXPLAIN-style figures). */
+extern size_t tsj_memory_used(const TsjDoc *doc);
+/* Is s[0..len) exactly one JSON number (RFC 8259 grammar)?  For numbers sent as strings. */
+extern int	tsj_is_number(const char *s, size_t len);
+/* "null", "a boolean", "a number", "a string", "an array", "an object". */
+extern const char *tsj_type_name(TsjType type);
 
 #endif							/* TSJSON_H */

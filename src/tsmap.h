@@ -106,16 +106,26 @@ typedef struct TsMapCursor
 {
 	const TsjNode *root;
 	TsResource	resource;
-	/* position, private to tsmap.c */
-	const TsjNode *summary;
+	/* position, private to tsmap.c (no allocation: everything points into the doc) */
+	const TsjNode *response;	/* deviceResponse */
+	const TsjNode *summary;		/* deviceResponse.billingUsageSummary */
+	const TsjNode *devices;		/* summary.devices when line level, else NULL */
+	const TsjNode *request_id;
 	const TsjNode *scope;		/* summary itself, or the current element of devices[] */
-	const TsjNode *devices;
-	const TsjNode *segment;		/* current usageApns / usageSegments element */
-	int			segment_is_apn;
-	int			usage_type;		/* 0 = current, 1 = delayed */
-	const TsjNode *detail;
+	const TsjNode *seglist;		/* usageApns / usageSegments array being walked */
+	const TsjNode *segment;		/* current element of seglist */
+	const TsjNode *details;		/* apnDetails / ratingGroupDetails of segment */
+	const TsjNode *detlist;		/* totalUsageDetails / totalDelayedUsageDetails */
+	const TsjNode *detail;		/* current element of detlist */
+	long		scope_idx;		/* -1 before the first scope */
+	long		seg_idx;
+	long		detail_idx;
+	int			seg_kind;		/* -1 before, 0 = usageApns, 1 = usageSegments, 2 = done */
+	int			usage_type;		/* -1 before, 0 = current, 1 = delayed, 2 = done */
 	int			started;
 	int			done;
+	int			failed;
+	TsMapError	error;			/* repeated by every call after a failure */
 } TsMapCursor;
 
 extern void ts_map_begin(TsMapCursor *cur, const TsjNode *root, TsResource resource);
