@@ -25,4 +25,13 @@
 #define PG_WAIT_EXTENSION 0x07000000U
 #endif
 
+/* PG 17 added fdw_restrictinfo to create_foreignscan_path. */
+#if PG_VERSION_NUM >= 170000
+#define ts_create_foreignscan_path(root, rel, rows, startup, total) \
+	create_foreignscan_path(root, rel, NULL, rows, startup, total, NIL, NULL, NULL, NIL, NIL)
+#else
+#define ts_create_foreignscan_path(root, rel, rows, startup, total) \
+	create_foreignscan_path(root, rel, NULL, rows, startup, total, NIL, NULL, NULL, NIL)
+#endif
+
 #endif							/* TS_COMPAT_H */

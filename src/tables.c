@@ -8,6 +8,7 @@
 #include "nodes/parsenodes.h"
 #include "commands/defrem.h"
 #include "utils/builtins.h"
+#include "utils/rel.h"
 
 #include "thingspace_fdw.h"
 
@@ -110,6 +111,46 @@ ts_resource_column_names(TsResource resource)
 	for (const int *c = ts_layouts[resource]; *c >= 0; c++)
 		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", ts_columns[*c].name);
 	return buf.data;
+}
+
+/*
+ * The contract column of each attribute (index attno - 1; -1 for dropped ones), by
+ * the column_name option or else the attribute's own name.
+ */
+int *
+ts_attr_columns(Relation rel, TsResource resource)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int		   *cols = palloc(sizeof(int) * Max(desc->natts, 1));
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+		ListCell   *lc;
+		int			col;
+
+		cols[i] = -1;
+		if (att->attisdropped)
+			continue;
+		foreach(lc, GetForeignColumnOptions(RelationGetRelid(rel), att->attnum))
+		{
+			DefElem    *opt = lfirst_node(DefElem, lc);
+
+			if (strcmp(opt->defname, "column_name") == 0)
+				name = defGetString(opt);
+		}
+		col = ts_column_by_name(name);
+		if (col < 0 || !ts_resource_has_column(resource, col))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_COLUMN_NAME_NOT_FOUND),
+					 errmsg("column \"%s\" of foreign table \"%s\" has no counterpart in resource %s",
+							NameStr(att->attname), RelationGetRelationName(rel), ts_resource_name(resource)),
+					 errhint("Name the column, or set its column_name option to, one of: %s.",
+							 ts_resource_column_names(resource))));
+		cols[i] = col;
+	}
+	return cols;
 }
 
 static bool

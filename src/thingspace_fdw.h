@@ -12,6 +12,7 @@
 #include "foreign/foreign.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
+#include "utils/relcache.h"
 
 #include "compat.h"
 #include "tsmap.h"
@@ -127,6 +128,7 @@ extern const char *ts_column_name(TsColumn col);
 extern char *ts_all_column_names(void);
 extern bool ts_resource_has_column(TsResource resource, TsColumn col);
 extern char *ts_resource_column_names(TsResource resource);
+extern int *ts_attr_columns(Relation rel, TsResource resource);
 extern List *ts_ImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid);
 
 /* ---- in option.c ---- */
@@ -195,6 +197,26 @@ typedef struct TsSpoolStatus
 extern void ts_spool_status(const char *request_id, TsSpoolStatus *out);
 extern bool ts_spool_valid_request_id(const char *request_id);
 
+#define TS_REQUEST_ID_MAX 128
+
+/* What a stored callback file is; also the order of files within a request. */
+typedef enum TsSpoolKind
+{
+	TS_SPOOL_PAGE,				/* p<page>-of-<total>.json */
+	TS_SPOOL_FAILURE,			/* failed.json */
+	TS_SPOOL_UNPARSED			/* broken-<hash16>.json: not a usable callback */
+} TsSpoolKind;
+
+/*
+ * Durably store one (already redacted) callback body; request_id NULL = unrouted.
+ * Returns 1 when stored, 0 when it was there already, -1 on failure (logged).
+ * Never throws for I/O trouble: the listener answers 500 and the vendor resends.
+ */
+extern int	ts_spool_store(const char *request_id, TsSpoolKind kind, long page, long total,
+						   const char *body, size_t len);
+extern void ts_spool_prepare(void);	/* listener start: create dir, drop temp files */
+extern void ts_spool_purge(int retention_s);
+
 /* ---- in wake.c : waking scans when a callback lands ---- */
 extern Size ts_wake_shmem_size(void);
 extern void ts_wake_shmem_init(void);
@@ -210,6 +232,7 @@ extern uint64 ts_wake_generation(void);
 extern void ts_listener_define_gucs(void);
 extern void ts_listener_register_worker(void);
 extern PGDLLEXPORT void ts_listener_main(Datum arg);
+extern PGDLLIMPORT char *ts_guc_spool_directory;
 
 /* ---- in cache.c : shared result cache with in-flight merging ---- */
 extern Size ts_cache_shmem_size(void);
