@@ -12,6 +12,8 @@
 #include "foreign/foreign.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
+#include "utils/timestamp.h"
+#include "tsjson.h"
 #include "utils/relcache.h"
 
 #include "compat.h"
@@ -80,6 +82,57 @@ extern TupleTableSlot *ts_IterateForeignScan(ForeignScanState *node);
 extern void ts_ReScanForeignScan(ForeignScanState *node);
 extern void ts_EndForeignScan(ForeignScanState *node);
 
+typedef struct TsRequest TsRequest;	/* in request.c, below */
+
+/* Execution state of one request of a scan. */
+typedef enum TsReqPhase
+{
+	TS_REQ_NEW,					/* not sent yet */
+	TS_REQ_CLAIMED_ELSEWHERE,	/* another session is sending the same request */
+	TS_REQ_WAITING,				/* has a requestId, waiting for its callbacks */
+	TS_REQ_DONE					/* rows emitted */
+} TsReqPhase;
+
+typedef struct TsReqExec
+{
+	TsRequest  *req;
+	TsReqPhase	phase;
+	char	   *request_id;
+	bool		owns_cache_claim;	/* we promised the cache to send it */
+	TimestampTz since;			/* sent (or first seen in flight) */
+} TsReqExec;
+
+typedef struct TsScanState
+{
+	Relation	rel;
+	TsServerOptions srv;
+	TsTableOptions tbl;
+	int		   *attcols;		/* contract column per attribute */
+	List	   *attnos;			/* attributes to fill */
+	List	   *cond_columns;
+	List	   *cond_ops;
+	List	   *cond_arrays;
+	List	   *cond_states;	/* ExprState per condition value */
+	bool		requests_known; /* false in EXPLAIN when values need execution */
+	bool		started;
+	int			nreq;
+	TsReqExec  *reqs;
+	uint64		identity;		/* credential identity for the cache */
+	/* emission */
+	int			current;		/* index of the request being emitted, -1 none */
+	List	   *pages;			/* file paths of the current request */
+	int			next_page;
+	MemoryContext page_cxt;		/* the current page: its text and parsed document */
+	TsjDoc	   *doc;
+	bool		have_cursor;
+	TsMapCursor cursor;
+	MemoryContext tuple_cxt;
+	FmgrInfo   *in_funcs;
+	Oid		   *typioparams;
+	int32	   *typmods;
+	TsScanStats stats;
+} TsScanState;
+
 /* ---- in explain.c ---- */
 extern void ts_ExplainForeignScan(ForeignScanState *node, struct ExplainState *es);
 
@@ -101,7 +154,7 @@ typedef struct TsCondValues
 	List	   *values;			/* of char *; SQL NULLs left out */
 } TsCondValues;
 
-typedef struct TsRequest
+struct TsRequest
 {
 	char	   *account;
 	int			from_year;
@@ -115,7 +168,7 @@ typedef struct TsRequest
 	char	   *label_name;
 	char	   *label_value;
 	char	   *body;			/* JSON request body, deterministic */
-} TsRequest;
+};
 
 #define TS_MAX_REQUESTS_PER_SCAN 10000
 
@@ -146,6 +199,45 @@ typedef struct TsHttpResult
 	char	   *body;			/* palloc'd, NUL-terminated */
 	size_t		len;
 } TsHttpResult;
+
+#define TS_HTTP_MAX_HEADERS 4
+
+/* One HTTP transfer: filled by the caller, results filled by ts_http_perform. */
+typedef struct TsHttpRequest
+{
+	const char *method;			/* "GET", "POST", "DELETE", ... */
+	const char *url;
+	const char *path;			/* for messages: path only, never a query string */
+	const char *headers[TS_HTTP_MAX_HEADERS];	/* "Name: value", NULL = unused */
+	const char *basic_user;		/* HTTP Basic credentials, or NULL */
+	const char *basic_password;
+	const char *body;			/* NULL = none */
+	TimestampTz not_before;		/* do not start before (retry backoff); 0 = now */
+	/* results */
+	TsHttpResult result;		/* status 0 when no HTTP answer arrived */
+	int			curl_code;		/* CURLE_OK (0) when an answer arrived */
+	char		errmsg[256];	/* curl's text when curl_code != 0 */
+	int			retry_after_s;	/* Retry-After in seconds, -1 when absent */
+	double		elapsed_ms;
+} TsHttpRequest;
+
+typedef enum TsHttpNext
+{
+	TS_HTTP_FINISHED,			/* leave the request as it is */
+	TS_HTTP_REQUEUE				/* send it again once req->not_before has passed */
+} TsHttpNext;
+
+/* Called as each transfer ends (not inside curl); may ereport. */
+typedef TsHttpNext (*TsHttpDoneFn) (TsHttpRequest *req, void *arg);
+
+/*
+ * Run n transfers concurrently (at most 8 at once) over the backend's connection
+ * cache; returns when all are finished.  Interruptible at any time; nothing leaks on
+ * error.  Result bodies are palloc'd in the current memory context.
+ */
+extern void ts_http_perform(const TsServerOptions *srv, int n, TsHttpRequest **reqs,
+							TsHttpDoneFn done, void *arg);
+extern const char *ts_http_path_only(const char *path);
 
 /* ---- in auth.c : OAuth token + M2M session, shared across backends ---- */
 typedef struct TsVendor TsVendor;	/* a server + user mapping ready to call the API */
@@ -235,7 +327,19 @@ extern PGDLLEXPORT void ts_listener_main(Datum arg);
 extern PGDLLIMPORT char *ts_guc_spool_directory;
 
 /* ---- in cache.c : shared result cache with in-flight merging ---- */
+typedef enum TsCacheResult
+{
+	TS_CACHE_MISS,				/* caller now owns sending it, then ts_cache_store/release */
+	TS_CACHE_HIT,				/* complete result within cache_ttl: *request_id set */
+	TS_CACHE_INFLIGHT			/* another session sends it: *request_id set once known */
+} TsCacheResult;
+
 extern Size ts_cache_shmem_size(void);
 extern void ts_cache_shmem_init(void);
+extern TsCacheResult ts_cache_claim(uint64 identity, const char *body, int ttl_ms,
+									int inflight_ms, char **request_id);
+extern void ts_cache_store(uint64 identity, const char *body, const char *request_id);
+extern void ts_cache_release(uint64 identity, const char *body);
+extern void ts_cache_mark_complete(uint64 identity, const char *body);
 
 #endif							/* THINGSPACE_FDW_H */
