@@ -325,6 +325,8 @@ extern void ts_listener_define_gucs(void);
 extern void ts_listener_register_worker(void);
 extern PGDLLEXPORT void ts_listener_main(Datum arg);
 extern PGDLLIMPORT char *ts_guc_spool_directory;
+extern PGDLLIMPORT char *ts_guc_callback_username;
+extern PGDLLIMPORT char *ts_guc_callback_password;
 
 /* ---- in cache.c : shared result cache with in-flight merging ---- */
 typedef enum TsCacheResult
