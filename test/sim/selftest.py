@@ -14,7 +14,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 

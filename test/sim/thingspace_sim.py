@@ -333,9 +333,10 @@ class Sim:
         t.daemon = True
         t.start()
 
-    def _done(self):
+    def _done(self, gen):
         with self.lock:
-            self.pending -= 1
+            if gen == self.generation:     # a reset already zeroed the counter
+                self.pending -= 1
 
     def _run_delivery(self, acct, req, rid, gen, page_size):
         try:
@@ -361,7 +362,7 @@ class Sim:
         except Exception:
             traceback.print_exc()
         finally:
-            self._done()
+            self._done(gen)
 
     def _send(self, acct, rid, url, page, count, gen, dup):
         if gen != self.generation:
@@ -382,13 +383,13 @@ class Sim:
             t.daemon = True
             t.start()
 
-    def _retry(self, *a):
+    def _retry(self, acct, rid, url, page, count, gen, dup):
         try:
-            self._send(*a)
+            self._send(acct, rid, url, page, count, gen, dup)
         except Exception:
             traceback.print_exc()
         finally:
-            self._done()
+            self._done(gen)
 
 
 class Handler(BaseHTTPRequestHandler):
