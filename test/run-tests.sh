@@ -32,22 +32,7 @@ run_suite() {
 suite_unit() { "$repo/test/unit/run-unit.sh"; }
 suite_sim() { /usr/bin/python3 "$repo/test/sim/selftest.py"; }
 
-suite_regress() {
-  local out="$work/regress"
-  mkdir -p "$out"
-  cp -r "$repo/sql" "$repo/expected" "$out/"
-  [ "$(id -u)" -eq 0 ] && chown -R postgres: "$out"
-  local tests; tests=$(cd "$repo/sql" && ls *.sql | sed 's/\.sql$//' | sort)
-  local run=("$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress"
-    --inputdir="$out" --outputdir="$out" --host="$PGHOST" --port="$PGPORT" --user=postgres
-    --dbname=contrib_regression $tests)
-  local rc=0
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "${run[@]}" || rc=$?; else "${run[@]}" || rc=$?; fi
-  if [ $rc -ne 0 ] && [ -f "$out/regression.diffs" ]; then
-    echo "---- regression.diffs"; cat "$out/regression.diffs"
-  fi
-  return $rc
-}
+suite_regress() { "$repo/test/regress.sh" "$work"; }
 
 suite_integration() {
   local rc=0 t
