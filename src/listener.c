@@ -12,8 +12,9 @@
  * and may use PostgreSQL functions; errors inside a request are caught there, since
  * longjmp must not cross the library's frames.
  *
- * Settings: credentials, allowed_sources, callback_path, spool_retention and
- * max_callback_size apply at the next request after a reload; a changed
+ * Settings: callback_username, allowed_sources, callback_path, spool_retention
+ * and max_callback_size apply at the next request after a reload;
+ * callback_password needs a restart (a reload would log its value); a changed
  * listen_addresses / listen_port makes the worker close and rebind its sockets
  * (in-flight requests are dropped; the vendor resends).  Whether the worker runs at
  * all is decided at server start: it is registered only when listen_addresses is
@@ -247,11 +248,15 @@ ts_listener_define_gucs(void)
 							   &ts_guc_callback_username, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	/*
+	 * Not reloadable on purpose: on a reload the postmaster logs every changed
+	 * setting with its new value, and this one is a secret.
+	 */
 	DefineCustomStringVariable("thingspace_fdw.callback_password",
 							   "Password ThingSpace must send in each callback body.",
 							   "Empty accepts any.",
 							   &ts_guc_callback_password, "",
-							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   NULL, NULL, NULL);
 	DefineCustomStringVariable("thingspace_fdw.allowed_sources",
 							   "Client addresses the listener accepts callbacks from.",
