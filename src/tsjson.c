@@ -563,9 +563,15 @@ static TsjNode *
 parse_literal(Parser *ps, TsjNode *n, const char *word, TsjType type)
 {
 	size_t		wl = strlen(word);
+	size_t		avail = (size_t) (ps->end - ps->s);
 
-	if ((size_t) (ps->end - ps->s) < wl || memcmp(ps->s, word, wl) != 0)
+	if (avail < wl || memcmp(ps->s, word, wl) != 0)
+	{
+		/* a body cut inside the word is reported as cut, not as a bad word */
+		if (avail < wl && memcmp(ps->s, word, avail) == 0)
+			return fail(ps, ps->end, "invalid literal (expected true, false or null)");
 		return fail(ps, ps->s, "invalid literal (expected true, false or null)");
+	}
 	n->type = type;
 	n->str = word;
 	n->len = wl;

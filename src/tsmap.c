@@ -457,18 +457,41 @@ cursor_path(const TsMapCursor *c, int level, char *buf, size_t size)
 		path_append(buf, size, c->detlist->key, c->detlist->keylen, c->detail_idx);
 }
 
+/* The node the cursor is on at `level`. */
+static const TsjNode *
+level_node(const TsMapCursor *c, int level)
+{
+	switch (level)
+	{
+		case LV_SUMMARY:
+			return c->summary;
+		case LV_SCOPE:
+			return c->scope;
+		case LV_SEGMENT:
+			return c->segment;
+		case LV_DETAILS:
+			return c->details;
+		case LV_DETAIL:
+			return c->detail;
+	}
+	return c->root;
+}
+
 /*
- * Shape error at `level`; `bad` is the offending member (its name ends the path), or
- * the node at that level itself when it is the one of the wrong type.
+ * Shape error below `level`: `bad` is the offending node; with bad_is_member its name
+ * ends the path, preceded by the name of `obj` when obj is a member object of the level
+ * node (deviceIdentifier, label).  Without bad_is_member the level node itself is bad.
  */
 static int
-shape_error(TsMapCursor *c, int level, const TsjNode *bad, int bad_is_member,
-			const char *what, TsMapError *err)
+shape_error_in(TsMapCursor *c, int level, const TsjNode *obj, const TsjNode *bad,
+			   int bad_is_member, const char *what, TsMapError *err)
 {
 	TsMapError *e = &c->error;
 
 	memset(e, 0, sizeof(*e));
 	cursor_path(c, level, e->field, sizeof(e->field));
+	if (obj != NULL && obj != level_node(c, level))
+		path_append(e->field, sizeof(e->field), obj->key, obj->keylen, -1);
 	if (bad_is_member && bad != NULL)
 		path_append(e->field, sizeof(e->field), bad->key, bad->keylen, -1);
 	set_found(e, what, bad);
@@ -476,6 +499,13 @@ shape_error(TsMapCursor *c, int level, const TsjNode *bad, int bad_is_member,
 	if (err)
 		*err = *e;
 	return -1;
+}
+
+static int
+shape_error(TsMapCursor *c, int level, const TsjNode *bad, int bad_is_member,
+			const char *what, TsMapError *err)
+{
+	return shape_error_in(c, level, NULL, bad, bad_is_member, what, err);
 }
 
 /* Missing or wrong-typed container on the way to the summary. */
@@ -638,7 +668,7 @@ put_text(TsMapCursor *c, int level, const TsjNode *obj, const char *name, TsStr 
 	const TsjNode *n = member(obj, name);
 
 	if (text_of(n, dst) < 0)
-		return shape_error(c, level, n, 1, "a string", err);
+		return shape_error_in(c, level, obj, n, 1, "a string", err);
 	return 0;
 }
 
@@ -649,7 +679,7 @@ put_number(TsMapCursor *c, int level, const TsjNode *obj, const char *name, TsSt
 	const TsjNode *n = member(obj, name);
 
 	if (number_of(n, dst) < 0)
-		return shape_error(c, level, n, 1, "a number", err);
+		return shape_error_in(c, level, obj, n, 1, "a number", err);
 	return 0;
 }
 
@@ -660,7 +690,7 @@ put_integer(TsMapCursor *c, int level, const TsjNode *obj, const char *name, TsS
 	const TsjNode *n = member(obj, name);
 
 	if (integer_of(n, dst) < 0)
-		return shape_error(c, level, n, 1, "an integer", err);
+		return shape_error_in(c, level, obj, n, 1, "an integer", err);
 	return 0;
 }
 
@@ -695,8 +725,8 @@ fill_common(TsMapCursor *c, TsRow *row, TsMapError *err)
 		if (kind.p)
 		{
 			if (kind.len >= sizeof(row->kind_buf))
-				return shape_error(c, dev_level, member(dev, "kind"), 1,
-								   "a device kind (at most 31 bytes)", err);
+				return shape_error_in(c, dev_level, dev, member(dev, "kind"), 1,
+									  "a device kind (at most 31 bytes)", err);
 			for (i = 0; i < kind.len; i++)
 				row->kind_buf[i] = (char) ascii_lower((unsigned char) kind.p[i]);
 			row->kind_buf[kind.len] = '\0';
