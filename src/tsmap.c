@@ -56,13 +56,17 @@ set_view(TsStr *dst, const char *p, size_t len)
 	dst->len = len;
 }
 
-/* Text column: string value, or the lexeme of a number/boolean.  -1 for containers. */
+/*
+ * Text column: string value, or the lexeme of a number/boolean.  -1 for containers and
+ * for strings holding \u0000, which no PostgreSQL text value can carry.
+ */
 static int
 text_of(const TsjNode *n, TsStr *out)
 {
 	if (!present(n))
 		return 0;
-	if (n->type == TSJ_OBJECT || n->type == TSJ_ARRAY)
+	if (n->type == TSJ_OBJECT || n->type == TSJ_ARRAY ||
+		(n->type == TSJ_STRING && memchr(n->str, '\0', n->len) != NULL))
 		return -1;
 	set_view(out, n->str, n->len);
 	return 0;
@@ -125,6 +129,8 @@ set_found(TsMapError *err, const char *what, const TsjNode *bad)
 {
 	if (bad == NULL)
 		snprintf(err->message, sizeof(err->message), "missing %s", what);
+	else if (bad->type == TSJ_STRING && memchr(bad->str, '\0', bad->len) != NULL)
+		snprintf(err->message, sizeof(err->message), "expected %s, found a string containing \\u0000", what);
 	else if (bad->type == TSJ_STRING)
 		snprintf(err->message, sizeof(err->message), "expected %s, found the string \"%.40s%s\"",
 				 what, bad->str, bad->len > 40 ? "..." : "");
@@ -182,7 +188,7 @@ ts_envelope_read(const TsjNode *root, TsEnvelope *env, TsMapError *err)
 	n = member(root, "requestId");
 	if (!present(n))
 		return env_error(err, "requestId", "requestId", NULL);
-	if (n->type != TSJ_STRING)
+	if (n->type != TSJ_STRING || memchr(n->str, '\0', n->len) != NULL)
 		return env_error(err, "requestId", "a string", n);
 	set_view(&env->request_id, n->str, n->len);
 

@@ -2,6 +2,7 @@
 # Unit tests of src/tsjson.c and src/tsmap.c (no PostgreSQL needed).
 # Builds twice with gcc and warnings as errors — optimised, then with ASan/UBSan when the
 # toolchain has them — and runs the tests; exit status non-zero on any failure.
+# BENCH=1 also runs the throughput bench (test/unit/bench_tsmap.c).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -26,5 +27,6 @@ else
   echo "-- unit: sanitizers unavailable, skipped"
 fi
 
-echo "-- unit: bench build check"
+echo "-- unit: bench build check (BENCH=1 to run it)"
 $CC $WARN -O2 -Isrc src/tsjson.c src/tsmap.c test/unit/bench_tsmap.c -o "$out/bench_tsmap"
+if [ "${BENCH:-0}" = 1 ]; then "$out/bench_tsmap"; fi

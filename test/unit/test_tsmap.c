@@ -920,6 +920,8 @@ test_shape_errors(void)
 			"expected an object, found the string \"x\"");
 	MAP_ERR(WRAP("{\"deviceIdentifier\":{\"kind\":\"0123456789012345678901234567890123\"}}"), TS_RES_BILLED_USAGE,
 			SUMMARY ".deviceIdentifier.kind", "device kind");
+	MAP_ERR(WRAP("{\"usageApns\":[{\"name\":\"a\\u0000b\"}]}"), TS_RES_SEGMENTS,
+			SUMMARY ".usageApns[0].name", "expected a string, found a string containing \\u0000");
 	MAP_ERR(WRAP("{\"label\":{\"name\":{}}}"), TS_RES_BILLED_USAGE, SUMMARY ".label.name", "expected a string");
 	MAP_ERR(WRAP("{\"devices\":[{\"totalBilledAmount\":[]}]}"), TS_RES_BILLED_USAGE,
 			SUMMARY ".devices[0].totalBilledAmount", "expected a number, found an array");
@@ -982,6 +984,10 @@ test_envelope(void)
 	d = parse_str("{\"status\":\"SUCCESS\"}");
 	CHECK(ts_envelope_read(tsj_root(d), &env, &err) == -1);
 	CHECK(strcmp(err.field, "requestId") == 0 && strstr(err.message, "missing"));
+	tsj_free(d);
+
+	d = parse_str("{\"requestId\":\"a\\u0000\"}");
+	CHECK(ts_envelope_read(tsj_root(d), &env, &err) == -1 && strcmp(err.field, "requestId") == 0);
 	tsj_free(d);
 
 	d = parse_str("{\"requestId\":42}");
