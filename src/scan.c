@@ -493,8 +493,12 @@ store_row(TsScanState *ss, TupleTableSlot *slot, TsRow *row)
 		row->col[TSC_DEVICE_KIND] = (TsStr) {req->device_kind, strlen(req->device_kind)};
 		row->col[TSC_DEVICE_ID] = (TsStr) {req->device_id, strlen(req->device_id)};
 	}
-	set_key(&row->col[TSC_LABEL_NAME], req->label_name);
-	set_key(&row->col[TSC_LABEL_VALUE], req->label_value);
+	if (req->label_name)
+	{
+		/* a label request: rows carry the label that was asked for */
+		row->col[TSC_LABEL_NAME] = (TsStr) {req->label_name, strlen(req->label_name)};
+		row->col[TSC_LABEL_VALUE] = (TsStr) {req->label_value, strlen(req->label_value)};
+	}
 	set_key(&row->col[TSC_REQUEST_ID], ss->reqs[ss->current].request_id);
 
 	ExecClearTuple(slot);
