@@ -18,7 +18,7 @@ EXCEPTION WHEN OTHERS THEN
   GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL, state = RETURNED_SQLSTATE;
   RETURN regexp_replace(regexp_replace(state || ': ' || msg || E'\nDETAIL: ' || coalesce(detail, ''),
                         '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<request-id>', 'g'),
-                        '"/[^"]*/pg_thingspace/', '"<spool>/', 'g');
+                        '"/[^"]*/pg_thingspace/([^"]*)/broken-[0-9a-f]+', '"<spool>/\1/broken-<hash>', 'g');
 END $$;
 \d s.billed_usage
 \d s.billed_usage_segments
