@@ -900,6 +900,7 @@ ts_listener_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			next_purge = 0;		/* a new retention applies at once */
 		}
 		if (bound_addresses &&
 			(strcmp(bound_addresses, ts_listen_addresses) != 0 || bound_port != ts_listen_port))
