@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include <curl/curl.h>
+
 #include "catalog/pg_type.h"
 #if PG_VERSION_NUM >= 140000
 #include "common/cryptohash.h"
@@ -572,13 +574,13 @@ ts_curl_retryable(int code)
 	/* Configuration problems do not heal by themselves; network trouble may. */
 	switch (code)
 	{
-		case 1:					/* CURLE_UNSUPPORTED_PROTOCOL */
-		case 3:					/* CURLE_URL_MALFORMAT */
-		case 23:				/* CURLE_WRITE_ERROR: answer too large */
-		case 27:				/* CURLE_OUT_OF_MEMORY */
-		case 58:				/* CURLE_SSL_CERTPROBLEM */
-		case 60:				/* CURLE_PEER_FAILED_VERIFICATION */
-		case 77:				/* CURLE_SSL_CACERT_BADFILE */
+		case CURLE_UNSUPPORTED_PROTOCOL:
+		case CURLE_URL_MALFORMAT:
+		case CURLE_WRITE_ERROR:	/* the answer was too large */
+		case CURLE_OUT_OF_MEMORY:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
 			return false;
 		default:
 			return true;
@@ -590,17 +592,17 @@ ts_curl_sqlstate(int code)
 {
 	switch (code)
 	{
-		case 5:					/* CURLE_COULDNT_RESOLVE_PROXY */
-		case 6:					/* CURLE_COULDNT_RESOLVE_HOST */
-		case 7:					/* CURLE_COULDNT_CONNECT */
-		case 28:				/* CURLE_OPERATION_TIMEDOUT */
-		case 35:				/* CURLE_SSL_CONNECT_ERROR */
-		case 52:				/* CURLE_GOT_NOTHING */
-		case 55:				/* CURLE_SEND_ERROR */
-		case 56:				/* CURLE_RECV_ERROR */
-		case 58:
-		case 60:
-		case 77:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_OPERATION_TIMEDOUT:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_GOT_NOTHING:
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
 			return ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
 		default:
 			return ERRCODE_FDW_ERROR;
@@ -624,7 +626,8 @@ ts_call_fail(TsVendor *v, TsCall *c, const TsVendorError *e, const char *hint)
 	else
 		appendStringInfoString(&where, "The call ");
 	if (r->curl_code)
-		appendStringInfo(&where, "failed: %s %s", r->method, r->path);
+		appendStringInfo(&where, "failed: %s %s (%s)", r->method, r->path,
+						 ts_redact(v, r->errmsg));
 	else
 		appendStringInfo(&where, "got HTTP status %ld from %s %s", r->result.status,
 						 r->method, r->path);
@@ -636,7 +639,8 @@ ts_call_fail(TsVendor *v, TsCall *c, const TsVendorError *e, const char *hint)
 	if (r->curl_code)
 		ereport(ERROR,
 				(errcode(ts_curl_sqlstate(r->curl_code)),
-				 errmsg("could not reach thingspace: %s", ts_redact(v, r->errmsg)),
+				 errmsg("could not reach thingspace: %s",
+						curl_easy_strerror((CURLcode) r->curl_code)),
 				 errdetail("%s", where.data),
 				 hint ? errhint("%s", hint) : 0));
 
@@ -647,8 +651,9 @@ ts_call_fail(TsVendor *v, TsCall *c, const TsVendorError *e, const char *hint)
 				(errcode(sqlstate),
 				 errmsg(e->gateway ? "thingspace gateway fault %s" : "thingspace error %s",
 						ts_redact(v, e->code)),
-				 errdetail("%s %s", e->message ? ts_sentence(ts_redact(v, e->message)) : "The vendor gave no message.",
-						   where.data),
+				 e->message
+				 ? errdetail("The vendor said: %s %s", ts_sentence(ts_redact(v, e->message)), where.data)
+				 : errdetail("The vendor gave no message.  %s", where.data),
 				 hint ? errhint("%s", hint) : 0));
 	ereport(ERROR,
 			(errcode(sqlstate),
@@ -1291,4 +1296,18 @@ ts_test_hook_submit_billed(PG_FUNCTION_ARGS)
 		elog(NOTICE, "thingspace_fdw test hook: %d %s", stats.retries,
 			 stats.retries == 1 ? "retry" : "retries");
 	PG_RETURN_ARRAYTYPE_P(construct_array(out, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* ts_test_hook_identity(server name) → bigint: ts_vendor_identity of the caller's mapping */
+PG_FUNCTION_INFO_V1(ts_test_hook_identity);
+Datum
+ts_test_hook_identity(PG_FUNCTION_ARGS)
+{
+	ForeignServer *fs = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
+	TsServerOptions srv;
+	TsUserOptions um;
+
+	ts_get_server_options(fs->serverid, &srv);
+	ts_get_user_options(fs->serverid, GetUserId(), &um);
+	PG_RETURN_INT64((int64) ts_vendor_identity(&srv, &um));
 }
