@@ -285,22 +285,87 @@ def test_unrouted():
     before = len(listed("_unrouted"))
     tag = rid("unrouted")
     assert post('{"username":"%s","password":"%s","hello":"%s" nope' % (USER, PASSWORD, tag))[0] == 200
-    assert post(callback_body("../../etc/passwd", 1, 1))[0] == 200
+    assert post(callback_body("../../" + tag, 1, 1))[0] == 200   # not a usable directory name
     assert len(listed("_unrouted")) >= before + 2
     assert any(tag in b for b in payloads("_unrouted"))
 
 
+def test_retention():
+    old, new = rid("retold"), rid("retnew")
+    tag = rid("retunrouted")
+    assert post(callback_body(old, 1, 2))[0] == 200
+    assert post(callback_body(old, 2, 2))[0] == 200
+    assert post(callback_body(new, 1, 1))[0] == 200
+    assert post('{"username":"%s","password":"%s","x":"%s" broken' % (USER, PASSWORD, tag))[0] == 200
+    three_days_ago = time.time() - 3 * 86400
+    for f in os.listdir(os.path.join(spool_dir(), old)):
+        os.utime(os.path.join(spool_dir(), old, f), (three_days_ago, three_days_ago))
+    unrouted = os.path.join(spool_dir(), "_unrouted")
+    for f in os.listdir(unrouted):
+        with open(os.path.join(unrouted, f), encoding="utf-8", errors="replace") as fh:
+            if tag in fh.read():
+                os.utime(os.path.join(unrouted, f), (three_days_ago, three_days_ago))
+    try:
+        set_setting("spool_retention", "2d")   # a reload purges at once
+        assert eventually(lambda: listed(old) == []), "expired request not purged"
+        assert not os.path.exists(os.path.join(spool_dir(), old))
+        assert len(listed(new)) == 1, "recent request purged"
+        assert not any(tag in b for b in payloads("_unrouted")), "expired unrouted body not purged"
+    finally:
+        set_setting("spool_retention", None)
+
+
+def test_port_in_use_then_rebind():
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    other = busy.getsockname()[1]
+    log = os.path.join(WORK, "postgres.log")
+    try:
+        set_setting("listen_port", str(other))
+        msg = "could not listen on 127.0.0.1:%d" % other
+        assert eventually(lambda: msg in open(log, errors="replace").read()), "no log line for a busy port"
+        assert try_post(callback_body(rid("moved0"), 1, 1)) is None, "old port still open"
+        busy.close()
+        t0 = time.time()
+        ok = eventually(lambda: try_post_port(other, callback_body(rid("moved"), 1, 1)) == 200, timeout=15)
+        assert ok, "listener did not bind the port once it was free"
+        print("   bound the freed port after %.1f s" % (time.time() - t0))
+        assert worker_pid(), "worker gone"
+    finally:
+        busy.close()
+        set_setting("listen_port", None)
+    assert eventually(lambda: try_post(callback_body(rid("back"), 1, 1)) == 200), "not back on its port"
+
+
+def try_post_port(port, body):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("POST", "/", body=body.encode())
+        return c.getresponse().status
+    except OSError:
+        return None
+
+
 def test_nothing_secret_on_disk():
-    spool = os.path.join(WORK, "data", "pg_thingspace")
+    spool = spool_dir()
     for root, _, files in os.walk(spool):
         for f in files:
             with open(os.path.join(root, f), "rb") as fh:
                 assert PASSWORD.encode() not in fh.read(), os.path.join(root, f)
 
 
+def spool_dir():
+    return os.path.join(WORK, "data", "pg_thingspace")
+
+
 def test_worker_restart():
     r = rid("beforekill")
     assert post(callback_body(r, 1, 1))[0] == 200
+    # what a listener killed in the middle of a write leaves behind
+    leftover = os.path.join(spool_dir(), ".tmp-424242-1")
+    with open(leftover, "w") as f:
+        f.write('{"requestId": "half-writ')
     pid = worker_pid()
     assert pid, "no 'thingspace_fdw listener' in pg_stat_activity"
     os.kill(pid, signal.SIGKILL)
@@ -313,6 +378,7 @@ def test_worker_restart():
     newpid = eventually(worker_pid, timeout=10)
     assert newpid and newpid != pid, (pid, newpid)
     assert len(listed(r)) == 1, "spool lost a callback across the worker crash"
+    assert not os.path.exists(leftover), "temporary file of a crashed write not removed"
     print("   listener back %.1f s after kill -9" % took)
 
 
@@ -327,8 +393,8 @@ def test_durable_across_immediate_restart():
 
 TESTS = [test_stored, test_wrong_credentials, test_disallowed_source, test_oversize,
          test_methods_and_paths, test_duplicate, test_out_of_order, test_failed,
-         test_broken_seed_examples, test_unrouted, test_nothing_secret_on_disk,
-         test_worker_restart, test_durable_across_immediate_restart]
+         test_broken_seed_examples, test_unrouted, test_retention, test_port_in_use_then_rebind,
+         test_nothing_secret_on_disk, test_worker_restart, test_durable_across_immediate_restart]
 
 
 def main():
