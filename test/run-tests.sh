@@ -44,7 +44,14 @@ suite_integration() {
   return $rc
 }
 
-suite_fuzz() { "$repo/test/fuzz/run-fuzz.sh" "${FUZZ_SECONDS:-60}"; }
+# libFuzzer is chatty: keep its log, show the end of it on failure.
+suite_fuzz() {
+  if "$repo/test/fuzz/run-fuzz.sh" "${FUZZ_SECONDS:-60}" >"$work/fuzz.log" 2>&1; then
+    grep -E '^-- fuzz|^#[0-9]+.*DONE' "$work/fuzz.log" | tail -n 3
+  else
+    tail -n 60 "$work/fuzz.log"; return 1
+  fi
+}
 
 # Secrets used by the tests must never appear in the server log (statement echoes of the
 # user's own CREATE USER MAPPING text excepted: that is PostgreSQL quoting the user).
