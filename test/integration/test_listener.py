@@ -347,6 +347,21 @@ def try_post_port(port, body):
         return None
 
 
+def test_write_error_is_500():
+    r = rid("unwritable")
+    spool = spool_dir()
+    mode = os.stat(spool).st_mode & 0o7777
+    os.chmod(spool, 0o500)        # the worker (user postgres) cannot create the request directory
+    try:
+        status = post(callback_body(r, 1, 1))[0]
+    finally:
+        os.chmod(spool, mode)
+    assert status == 500, status
+    assert listed(r) == []
+    # the vendor resends: now it is stored
+    assert post(callback_body(r, 1, 1)) == (200, {"status": "stored"})
+
+
 def test_nothing_secret_on_disk():
     spool = spool_dir()
     for root, _, files in os.walk(spool):
@@ -394,7 +409,7 @@ def test_durable_across_immediate_restart():
 TESTS = [test_stored, test_wrong_credentials, test_disallowed_source, test_oversize,
          test_methods_and_paths, test_duplicate, test_out_of_order, test_failed,
          test_broken_seed_examples, test_unrouted, test_retention, test_port_in_use_then_rebind,
-         test_nothing_secret_on_disk, test_worker_restart, test_durable_across_immediate_restart]
+         test_write_error_is_500, test_nothing_secret_on_disk, test_worker_restart, test_durable_across_immediate_restart]
 
 
 def main():
