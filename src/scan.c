@@ -97,7 +97,7 @@ build_requests(ForeignScanState *node, TsScanState *ss)
 			   *lc2,
 			   *lc3,
 			   *lc4;
-	MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(node->ss.ps.state));
+	MemoryContext old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
 
 	forfour(lc1, ss->cond_columns, lc2, ss->cond_ops, lc3, ss->cond_arrays, lc4, ss->cond_states)
 	{
@@ -138,7 +138,7 @@ build_requests(ForeignScanState *node, TsScanState *ss)
 	for (int i = 0; i < ss->nreq; i++)
 		ss->reqs[i].req = list_nth(requests, i);
 	ss->requests_known = true;
-	MemoryContextReset(GetPerTupleMemoryContext(node->ss.ps.state));
+	ResetExprContext(econtext);
 }
 
 static void
@@ -199,6 +199,9 @@ ts_BeginForeignScan(ForeignScanState *node, int eflags)
 		fmgr_info(in, &ss->in_funcs[i]);
 		ss->typmods[i] = att->atttypmod;
 	}
+	ss->scan_cxt = CurrentMemoryContext;
+	ss->poll_cxt = AllocSetContextCreate(CurrentMemoryContext, "thingspace_fdw poll",
+										 ALLOCSET_SMALL_SIZES);
 	ss->tuple_cxt = AllocSetContextCreate(CurrentMemoryContext, "thingspace_fdw tuple",
 										  ALLOCSET_DEFAULT_SIZES);
 	ss->page_cxt = AllocSetContextCreate(CurrentMemoryContext, "thingspace_fdw page",
@@ -323,6 +326,7 @@ next_complete_request(TsScanState *ss)
 		long		wait_ms = poll_ms;
 		TimestampTz now = GetCurrentTimestamp();
 		TimestampTz wait_start;
+		MemoryContext old;
 
 		/* reset before looking, so a callback landing meanwhile still wakes us */
 		ResetLatch(MyLatch);
@@ -352,13 +356,24 @@ next_complete_request(TsScanState *ss)
 				}
 				if (id == NULL)
 					continue;
-				r->request_id = id;
+				r->request_id = MemoryContextStrdup(ss->scan_cxt, id);
 				r->phase = TS_REQ_WAITING;
 			}
+			MemoryContextReset(ss->poll_cxt);
+			old = MemoryContextSwitchTo(ss->poll_cxt);
 			ts_spool_status(r->request_id, &st);
+			MemoryContextSwitchTo(old);
 			if (st.state == TS_SPOOL_COMPLETE)
 			{
-				ss->pages = st.page_paths;
+				ListCell   *lc;
+
+				/* the page list must outlive this round (and the per-tuple context) */
+				list_free_deep(ss->pages);
+				ss->pages = NIL;
+				old = MemoryContextSwitchTo(ss->scan_cxt);
+				foreach(lc, st.page_paths)
+					ss->pages = lappend(ss->pages, pstrdup(lfirst(lc)));
+				MemoryContextSwitchTo(old);
 				ss->next_page = 0;
 				ts_cache_mark_complete(ss->identity, r->req->body);
 				return i;
@@ -534,10 +549,17 @@ ts_IterateForeignScan(ForeignScanState *node)
 	TsScanState *ss = node->fdw_state;
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
 
-	if (!ss->requests_known)
-		build_requests(node, ss);
-	if (!ss->started)
-		start_requests(node, ss);
+	/* Iterate runs in the per-tuple context: scan-long state goes in scan_cxt. */
+	if (!ss->requests_known || !ss->started)
+	{
+		MemoryContext old = MemoryContextSwitchTo(ss->scan_cxt);
+
+		if (!ss->requests_known)
+			build_requests(node, ss);
+		if (!ss->started)
+			start_requests(node, ss);
+		MemoryContextSwitchTo(old);
+	}
 
 	MemoryContextReset(ss->tuple_cxt);
 	for (;;)
@@ -585,6 +607,7 @@ ts_ReScanForeignScan(ForeignScanState *node)
 	TsScanState *ss = node->fdw_state;
 	TsReqExec  *old = ss->reqs;
 	int			nold = ss->nreq;
+	MemoryContext oldcxt;
 
 	MemoryContextReset(ss->page_cxt);
 	ss->current = -1;
@@ -593,7 +616,9 @@ ts_ReScanForeignScan(ForeignScanState *node)
 		return;
 
 	/* Parameters may have changed: rebuild, reusing the answers to identical requests. */
+	oldcxt = MemoryContextSwitchTo(ss->scan_cxt);
 	build_requests(node, ss);
+	MemoryContextSwitchTo(oldcxt);
 	for (int i = 0; i < ss->nreq; i++)
 		for (int j = 0; j < nold; j++)
 			if (old[j].request_id && strcmp(old[j].req->body, ss->reqs[i].req->body) == 0)

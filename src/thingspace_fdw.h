@@ -122,6 +122,8 @@ typedef struct TsScanState
 	int			current;		/* index of the request being emitted, -1 none */
 	List	   *pages;			/* file paths of the current request */
 	int			next_page;
+	MemoryContext scan_cxt;		/* lives as long as the scan */
+	MemoryContext poll_cxt;		/* spool listings while waiting, reset every round */
 	MemoryContext page_cxt;		/* the current page: its text and parsed document */
 	TsjDoc	   *doc;
 	bool		have_cursor;
