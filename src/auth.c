@@ -652,7 +652,7 @@ ts_call_fail(TsVendor *v, TsCall *c, const TsVendorError *e, const char *hint)
 				 errmsg(e->gateway ? "thingspace gateway fault %s" : "thingspace error %s",
 						ts_redact(v, e->code)),
 				 e->message
-				 ? errdetail("The vendor said: %s %s", ts_sentence(ts_redact(v, e->message)), where.data)
+				 ? errdetail("%s %s", ts_sentence(ts_redact(v, e->message)), where.data)
 				 : errdetail("The vendor gave no message.  %s", where.data),
 				 hint ? errhint("%s", hint) : 0));
 	ereport(ERROR,
