@@ -437,11 +437,22 @@ ts_credentials_ok(TsStr user, TsStr pass)
 
 /*
  * The string value of the first member named key, found lexically so that it works
- * on bodies that are not valid JSON.  Simple escapes are decoded; \u escapes are
- * kept as written.  Result is palloc'd; p == NULL when there is no such member.
+ * on bodies that are not valid JSON.  Like the envelope reader, an exact name wins
+ * over one in another case.  Simple escapes are decoded; \u escapes are kept as
+ * written.  Result is palloc'd; p == NULL when there is no such member.
  */
+static TsStr ts_lex_member_1(const char *buf, size_t len, const char *key, bool ci);
+
 static TsStr
 ts_lex_member(const char *buf, size_t len, const char *key)
+{
+	TsStr		res = ts_lex_member_1(buf, len, key, false);
+
+	return res.p ? res : ts_lex_member_1(buf, len, key, true);
+}
+
+static TsStr
+ts_lex_member_1(const char *buf, size_t len, const char *key, bool ci)
 {
 	TsStr		res = {NULL, 0};
 	size_t		klen = strlen(key);
@@ -453,7 +464,8 @@ ts_lex_member(const char *buf, size_t len, const char *key)
 		const char *q = p + 1 + klen;
 		StringInfoData out;
 
-		if (q >= end || memcmp(p + 1, key, klen) != 0 || *q != '"' ||
+		if (q >= end || *q != '"' ||
+			(ci ? pg_strncasecmp(p + 1, key, klen) : memcmp(p + 1, key, klen)) != 0 ||
 			(p > buf && p[-1] == '\\'))
 		{
 			p++;

@@ -281,6 +281,14 @@ def test_broken_seed_examples():
         assert PASSWORD not in stored[0]
 
 
+def test_credentials_any_case_in_broken_body():
+    r = rid("casecreds")
+    body = '{"requestId":"%s","UserName":"%s","PASSWORD":"%s", "oops"' % (r, USER, PASSWORD)
+    assert post(body)[0] == 200
+    stored = payloads(r)
+    assert len(stored) == 1 and PASSWORD not in stored[0], stored
+
+
 def test_unrouted():
     before = len(listed("_unrouted"))
     tag = rid("unrouted")
@@ -408,7 +416,7 @@ def test_durable_across_immediate_restart():
 
 TESTS = [test_stored, test_wrong_credentials, test_disallowed_source, test_oversize,
          test_methods_and_paths, test_duplicate, test_out_of_order, test_failed,
-         test_broken_seed_examples, test_unrouted, test_retention, test_port_in_use_then_rebind,
+         test_broken_seed_examples, test_credentials_any_case_in_broken_body, test_unrouted, test_retention, test_port_in_use_then_rebind,
          test_write_error_is_500, test_nothing_secret_on_disk, test_worker_restart, test_durable_across_immediate_restart]
 
 
