@@ -550,6 +550,9 @@ cursor_start(TsMapCursor *c, TsMapError *err)
 	if (c->root == NULL || c->root->type != TSJ_OBJECT)
 		return missing_error(c, "(root)", "an object", c->root, err);
 	c->request_id = member(c->root, "requestId");
+	/* rows carry it when it is usable text; ts_envelope_read is where it is enforced */
+	if (text_of(c->request_id, &c->request_id_val) < 0)
+		c->request_id_val.p = NULL;
 	n = member(c->root, "deviceResponse");
 	if (!present(n) || n->type != TSJ_OBJECT)
 		return missing_error(c, "deviceResponse", "an object", n, err);
@@ -569,6 +572,115 @@ cursor_start(TsMapCursor *c, TsMapError *err)
 	return 0;
 }
 
+/* Column setters: 0, or -1 after recording a shape error for obj.name. */
+static int
+put_text(TsMapCursor *c, int level, const TsjNode *obj, const char *name, TsStr *dst,
+		 TsMapError *err)
+{
+	const TsjNode *n = member(obj, name);
+
+	if (text_of(n, dst) < 0)
+		return shape_error_in(c, level, obj, n, 1, "a string", err);
+	return 0;
+}
+
+static int
+put_number(TsMapCursor *c, int level, const TsjNode *obj, const char *name, TsStr *dst,
+		   TsMapError *err)
+{
+	const TsjNode *n = member(obj, name);
+
+	if (number_of(n, dst) < 0)
+		return shape_error_in(c, level, obj, n, 1, "a number", err);
+	return 0;
+}
+
+static int
+put_integer(TsMapCursor *c, int level, const TsjNode *obj, const char *name, TsStr *dst,
+			TsMapError *err)
+{
+	const TsjNode *n = member(obj, name);
+
+	if (integer_of(n, dst) < 0)
+		return shape_error_in(c, level, obj, n, 1, "an integer", err);
+	return 0;
+}
+
+/*
+ * Device, label, unit (and for the summary its pageNumber) of obj, the summary or a
+ * device.  Read once per scope so that a row costs the same however many members its
+ * ancestors have: hostile input cannot make the mapping quadratic.
+ */
+static int
+read_shared(TsMapCursor *c, int level, const TsjNode *obj, TsMapShared *out, TsMapError *err)
+{
+	const TsjNode *dev = member(obj, "deviceIdentifier"),
+			   *label = member(obj, "label");
+
+	memset(out, 0, sizeof(*out));
+	if (present(dev))
+	{
+		if (dev->type != TSJ_OBJECT)
+			return shape_error(c, level, dev, 1, "an object", err);
+		if (put_text(c, level, dev, "id", &out->device_id, err) < 0 ||
+			put_text(c, level, dev, "kind", &out->device_kind, err) < 0)
+			return -1;
+		if (out->device_kind.len >= sizeof(((TsRow *) 0)->kind_buf))
+			return shape_error_in(c, level, dev, member(dev, "kind"), 1,
+								  "a device kind (at most 31 bytes)", err);
+	}
+	if (present(label))
+	{
+		if (label->type != TSJ_OBJECT)
+			return shape_error(c, level, label, 1, "an object", err);
+		if (put_text(c, level, label, "name", &out->label_name, err) < 0 ||
+			put_text(c, level, label, "value", &out->label_value, err) < 0)
+			return -1;
+	}
+	if (put_text(c, level, obj, "unitOfMeasure", &out->unit, err) < 0)
+		return -1;
+	if (level == LV_SUMMARY &&
+		put_integer(c, level, obj, "pageNumber", &out->page, err) < 0)
+		return -1;
+	return 0;
+}
+
+/* Shared values of the current scope, falling back to the summary's. */
+static int
+scope_shared(TsMapCursor *c, TsMapError *err)
+{
+	TsMapShared *v = &c->scope_vals,
+			   *s = &c->summary_vals;
+
+	if (!c->summary_ready)
+	{
+		if (read_shared(c, LV_SUMMARY, c->summary, s, err) < 0)
+			return -1;
+		c->summary_ready = 1;
+	}
+	if (c->scope == c->summary)
+	{
+		*v = *s;
+		return 0;
+	}
+	if (read_shared(c, LV_SCOPE, c->scope, v, err) < 0)
+		return -1;
+	if (v->device_id.p == NULL && v->device_kind.p == NULL)
+	{
+		v->device_id = s->device_id;
+		v->device_kind = s->device_kind;
+	}
+	if (v->label_name.p == NULL && v->label_value.p == NULL)
+	{
+		v->label_name = s->label_name;
+		v->label_value = s->label_value;
+	}
+	if (v->unit.p == NULL)
+		v->unit = s->unit;
+	v->page = s->page;
+	return 0;
+}
+
 /* Move to the next scope: 1 = on one, 0 = none left, -1 = error. */
 static int
 next_scope(TsMapCursor *c, TsMapError *err)
@@ -584,6 +696,8 @@ next_scope(TsMapCursor *c, TsMapError *err)
 		return 0;
 	if (c->scope->type != TSJ_OBJECT)
 		return shape_error(c, LV_SCOPE, c->scope, 0, "an object", err);
+	if (scope_shared(c, err) < 0)
+		return -1;
 	return 1;
 }
 
@@ -618,6 +732,11 @@ next_segment(TsMapCursor *c, TsMapError *err)
 	c->usage_type = -1;
 	if (c->segment->type != TSJ_OBJECT)
 		return shape_error(c, LV_SEGMENT, c->segment, 0, "an object", err);
+	c->seg_name.p = NULL;
+	c->seg_name.len = 0;
+	if (put_text(c, LV_SEGMENT, c->segment, c->seg_kind == 0 ? "name" : "ratingGroup",
+				 &c->seg_name, err) < 0)
+		return -1;
 	return 1;
 }
 
@@ -666,104 +785,25 @@ next_detail(TsMapCursor *c, TsMapError *err)
 	return 1;
 }
 
-/* Column setters: 0, or -1 after recording a shape error for obj.name. */
-static int
-put_text(TsMapCursor *c, int level, const TsjNode *obj, const char *name, TsStr *dst,
-		 TsMapError *err)
-{
-	const TsjNode *n = member(obj, name);
-
-	if (text_of(n, dst) < 0)
-		return shape_error_in(c, level, obj, n, 1, "a string", err);
-	return 0;
-}
-
-static int
-put_number(TsMapCursor *c, int level, const TsjNode *obj, const char *name, TsStr *dst,
-		   TsMapError *err)
-{
-	const TsjNode *n = member(obj, name);
-
-	if (number_of(n, dst) < 0)
-		return shape_error_in(c, level, obj, n, 1, "a number", err);
-	return 0;
-}
-
-static int
-put_integer(TsMapCursor *c, int level, const TsjNode *obj, const char *name, TsStr *dst,
-			TsMapError *err)
-{
-	const TsjNode *n = member(obj, name);
-
-	if (integer_of(n, dst) < 0)
-		return shape_error_in(c, level, obj, n, 1, "an integer", err);
-	return 0;
-}
-
 /* Columns every table shares: device, label, unit, request id. */
-static int
-fill_common(TsMapCursor *c, TsRow *row, TsMapError *err)
+static void
+fill_common(TsMapCursor *c, TsRow *row)
 {
-	const TsjNode *dev,
-			   *label;
-	int			dev_level = LV_SCOPE,
-				label_level = LV_SCOPE;
+	const TsMapShared *v = &c->scope_vals;
+	size_t		i;
 
 	memset(row, 0, sizeof(*row));
-
-	dev = member(c->scope, "deviceIdentifier");
-	if (!present(dev) && c->scope != c->summary)
+	if (v->device_kind.p)
 	{
-		dev = member(c->summary, "deviceIdentifier");
-		dev_level = LV_SUMMARY;
+		for (i = 0; i < v->device_kind.len; i++)
+			row->kind_buf[i] = (char) ascii_lower((unsigned char) v->device_kind.p[i]);
+		set_view(&row->col[TSC_DEVICE_KIND], row->kind_buf, v->device_kind.len);
 	}
-	if (present(dev))
-	{
-		TsStr		kind = {NULL, 0};
-		size_t		i;
-
-		if (dev->type != TSJ_OBJECT)
-			return shape_error(c, dev_level, dev, 1, "an object", err);
-		if (put_text(c, dev_level, dev, "id", &row->col[TSC_DEVICE_ID], err) < 0)
-			return -1;
-		if (put_text(c, dev_level, dev, "kind", &kind, err) < 0)
-			return -1;
-		if (kind.p)
-		{
-			if (kind.len >= sizeof(row->kind_buf))
-				return shape_error_in(c, dev_level, dev, member(dev, "kind"), 1,
-									  "a device kind (at most 31 bytes)", err);
-			for (i = 0; i < kind.len; i++)
-				row->kind_buf[i] = (char) ascii_lower((unsigned char) kind.p[i]);
-			row->kind_buf[kind.len] = '\0';
-			set_view(&row->col[TSC_DEVICE_KIND], row->kind_buf, kind.len);
-		}
-	}
-
-	label = member(c->scope, "label");
-	if (!present(label) && c->scope != c->summary)
-	{
-		label = member(c->summary, "label");
-		label_level = LV_SUMMARY;
-	}
-	if (present(label))
-	{
-		if (label->type != TSJ_OBJECT)
-			return shape_error(c, label_level, label, 1, "an object", err);
-		if (put_text(c, label_level, label, "name", &row->col[TSC_LABEL_NAME], err) < 0 ||
-			put_text(c, label_level, label, "value", &row->col[TSC_LABEL_VALUE], err) < 0)
-			return -1;
-	}
-
-	if (put_text(c, LV_SCOPE, c->scope, "unitOfMeasure", &row->col[TSC_UNIT_OF_MEASURE], err) < 0)
-		return -1;
-	if (row->col[TSC_UNIT_OF_MEASURE].p == NULL && c->scope != c->summary &&
-		put_text(c, LV_SUMMARY, c->summary, "unitOfMeasure", &row->col[TSC_UNIT_OF_MEASURE], err) < 0)
-		return -1;
-
-	if (present(c->request_id) && c->request_id->type == TSJ_STRING)
-		set_view(&row->col[TSC_REQUEST_ID], c->request_id->str, c->request_id->len);
-	return 0;
+	row->col[TSC_DEVICE_ID] = v->device_id;
+	row->col[TSC_LABEL_NAME] = v->label_name;
+	row->col[TSC_LABEL_VALUE] = v->label_value;
+	row->col[TSC_UNIT_OF_MEASURE] = v->unit;
+	row->col[TSC_REQUEST_ID] = c->request_id_val;
 }
 
 static int
@@ -771,8 +811,8 @@ fill_billed(TsMapCursor *c, TsRow *row, TsMapError *err)
 {
 	const TsjNode *s = c->scope;
 
-	if (fill_common(c, row, err) < 0 ||
-		put_number(c, LV_SCOPE, s, "totalBilledAmount", &row->col[TSC_TOTAL_BILLED_AMOUNT], err) < 0 ||
+	fill_common(c, row);
+	if (put_number(c, LV_SCOPE, s, "totalBilledAmount", &row->col[TSC_TOTAL_BILLED_AMOUNT], err) < 0 ||
 		put_number(c, LV_SCOPE, s, "totalBilledUsage", &row->col[TSC_TOTAL_BILLED_USAGE], err) < 0 ||
 		put_number(c, LV_SCOPE, s, "totalUsage", &row->col[TSC_TOTAL_USAGE], err) < 0)
 		return -1;
@@ -781,17 +821,14 @@ fill_billed(TsMapCursor *c, TsRow *row, TsMapError *err)
 }
 
 /* Segment kind and name, shared by the segment and country rows. */
-static int
-fill_segment_id(TsMapCursor *c, TsRow *row, TsMapError *err)
+static void
+fill_segment_id(TsMapCursor *c, TsRow *row)
 {
-	int			apn = c->seg_kind == 0;
-
-	if (apn)
+	if (c->seg_kind == 0)
 		set_view(&row->col[TSC_SEGMENT_KIND], "apn", 3);
 	else
 		set_view(&row->col[TSC_SEGMENT_KIND], "rating_group", 12);
-	return put_text(c, LV_SEGMENT, c->segment, apn ? "name" : "ratingGroup",
-					&row->col[TSC_SEGMENT_NAME], err);
+	row->col[TSC_SEGMENT_NAME] = c->seg_name;
 }
 
 static int
@@ -800,8 +837,9 @@ fill_segment(TsMapCursor *c, TsRow *row, TsMapError *err)
 	const TsjNode *g = c->segment;
 	int			apn = c->seg_kind == 0;
 
-	if (fill_common(c, row, err) < 0 || fill_segment_id(c, row, err) < 0 ||
-		put_number(c, LV_SEGMENT, g, apn ? "billedAmount" : "ratingGroupBilledAmount",
+	fill_common(c, row);
+	fill_segment_id(c, row);
+	if (put_number(c, LV_SEGMENT, g, apn ? "billedAmount" : "ratingGroupBilledAmount",
 				   &row->col[TSC_BILLED_AMOUNT], err) < 0 ||
 		put_number(c, LV_SEGMENT, g, apn ? "billedUsage" : "ratingGroupBilledUsage",
 				   &row->col[TSC_BILLED_USAGE], err) < 0 ||
@@ -809,9 +847,8 @@ fill_segment(TsMapCursor *c, TsRow *row, TsMapError *err)
 				   &row->col[TSC_TOTAL_USAGE], err) < 0 ||
 		put_integer(c, LV_SEGMENT, g, "pageNumber", &row->col[TSC_PAGE_NUMBER], err) < 0)
 		return -1;
-	if (row->col[TSC_PAGE_NUMBER].p == NULL &&
-		put_integer(c, LV_SUMMARY, c->summary, "pageNumber", &row->col[TSC_PAGE_NUMBER], err) < 0)
-		return -1;
+	if (row->col[TSC_PAGE_NUMBER].p == NULL)
+		row->col[TSC_PAGE_NUMBER] = c->scope_vals.page;
 	set_view(&row->col[TSC_RAW], g->str, g->len);
 	return 0;
 }
@@ -821,8 +858,8 @@ fill_country(TsMapCursor *c, TsRow *row, TsMapError *err)
 {
 	const TsjNode *d = c->detail;
 
-	if (fill_common(c, row, err) < 0 || fill_segment_id(c, row, err) < 0)
-		return -1;
+	fill_common(c, row);
+	fill_segment_id(c, row);
 	if (c->usage_type == 0)
 		set_view(&row->col[TSC_USAGE_TYPE], "current", 7);
 	else

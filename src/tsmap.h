@@ -101,6 +101,17 @@ extern size_t ts_sniff_request_id(const char *buf, size_t len, char *out, size_t
  */
 extern char *ts_redact_credentials(const char *buf, size_t len, size_t *outlen);
 
+/* Column values many rows share, looked up once per scope (private to tsmap.c). */
+typedef struct TsMapShared
+{
+	TsStr		device_id;
+	TsStr		device_kind;	/* as sent; rows get it lower-cased in kind_buf */
+	TsStr		label_name;
+	TsStr		label_value;
+	TsStr		unit;
+	TsStr		page;			/* the summary's pageNumber */
+} TsMapShared;
+
 /* Iterator over the rows of one page for one resource. */
 typedef struct TsMapCursor
 {
@@ -125,6 +136,12 @@ typedef struct TsMapCursor
 	int			started;
 	int			done;
 	int			failed;
+	int			summary_ready;
+	TsStr		request_id_val;
+	TsMapShared summary_vals;	/* of the summary */
+	TsMapShared scope_vals;		/* of the current scope, with the summary's as fallback */
+	TsStr		seg_name;		/* of the current segment */
+	TsStr		seg_page;
 	TsMapError	error;			/* repeated by every call after a failure */
 } TsMapCursor;
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "tsjson.h"
 #include "tsmap.h"
 
@@ -1015,6 +1016,58 @@ test_envelope(void)
 	tsj_free(d);
 }
 
+/*
+ * Rows must cost the same however many members their ancestors have: 100k junk members
+ * next to 100k rows would take minutes if each row searched its ancestors again.
+ */
+static void
+test_linear(void)
+{
+	size_t		cap = 8 * 1024 * 1024,
+				len = 0;
+	char	   *j = malloc(cap);
+	int			i;
+	TsjDoc	   *d;
+	TsMapError	err;
+	clock_t		t0 = clock();
+
+	len += (size_t) sprintf(j + len, "{\"requestId\":\"r\",\"deviceResponse\":{\"billingUsageSummary\":{");
+	for (i = 0; i < 100000; i++)
+		len += (size_t) sprintf(j + len, "\"j%d\":0,", i);
+	len += (size_t) sprintf(j + len, "\"unitOfMeasure\":\"B\",\"devices\":[");
+	for (i = 0; i < 100000; i++)
+		len += (size_t) sprintf(j + len, "%s{}", i ? "," : "");
+	len += (size_t) sprintf(j + len, ",{");
+	for (i = 0; i < 100000; i++)
+		len += (size_t) sprintf(j + len, "\"k%d\":0,", i);
+	len += (size_t) sprintf(j + len, "\"usageApns\":[{\"apnDetails\":{\"totalUsageDetails\":[");
+	for (i = 0; i < 100000; i++)
+		len += (size_t) sprintf(j + len, "%s{}", i ? "," : "");
+	len += (size_t) sprintf(j + len, "]}}]}]}}}");
+	CHECK(len < cap);
+	d = parse_ok(j, len, "wide payload");
+	if (d != NULL)
+	{
+		TsMapCursor cur;
+		TsRow		row;
+		long		n = 0;
+
+		ts_map_begin(&cur, tsj_root(d), TS_RES_BILLED_USAGE);
+		while (ts_map_next(&cur, &row, &err) == TS_MAP_ROW)
+			n++;
+		CHECK(n == 100001);
+		CHECK_COL(row, TSC_UNIT_OF_MEASURE, "B");
+		n = 0;
+		ts_map_begin(&cur, tsj_root(d), TS_RES_COUNTRIES);
+		while (ts_map_next(&cur, &row, &err) == TS_MAP_ROW)
+			n++;
+		CHECK(n == 100000);
+		tsj_free(d);
+	}
+	free(j);
+	CHECK((double) (clock() - t0) / CLOCKS_PER_SEC < 10.0);
+}
+
 /* ---------------------------------------------------------------- lexical helpers */
 
 static void
@@ -1126,6 +1179,7 @@ main(int argc, char **argv)
 	test_multi_device();
 	test_shape_errors();
 	test_envelope();
+	test_linear();
 	test_redact();
 	test_sniff();
 
