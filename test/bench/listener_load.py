@@ -11,6 +11,12 @@ page's line-level example.  Afterwards thingspace_callbacks() must list each of 
 exactly once.  Prints callbacks/s and the p50/p99/max latency of one POST (sent
 until its 200, which the listener only gives once the body is fsynced).  Unless
 --keep, the bench's request directories are removed from the spool at the end.
+
+With SIM_URL set, it then measures callback-to-result latency (--wake-samples
+queries): a foreign scan waits for a one-page result that the simulator delivers
+after 200 ms; the figure is the time from the simulator's log entry for that
+delivery (written once the listener has answered 200) to the end of the query, an
+upper bound of waking the waiting backend plus reading and returning the page.
 Exit status 0 = every callback stored exactly once.
 """
 import argparse
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 PORT = int(os.environ["LISTEN_PORT"])
 USER = os.environ.get("CALLBACK_USERNAME", "")
@@ -69,6 +76,40 @@ def client(jobs, latencies, errors):
     conn.close()
 
 
+def psql(sql):
+    return subprocess.run(["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def wake_latency(samples):
+    sim = os.environ["SIM_URL"]
+    psql("DROP SERVER IF EXISTS listener_bench CASCADE; DROP SCHEMA IF EXISTS listener_bench CASCADE; "
+         "CREATE SERVER listener_bench FOREIGN DATA WRAPPER thingspace_fdw "
+         "OPTIONS (base_url '%s', cache_ttl '0', callback_timeout '30s'); "
+         "CREATE USER MAPPING FOR CURRENT_USER SERVER listener_bench OPTIONS (client_id 'test-client', "
+         "client_secret 'test-secret', username 'test-user', password 'test-pass'); "
+         "CREATE SCHEMA listener_bench; "
+         "IMPORT FOREIGN SCHEMA thingspace LIMIT TO (billed_usage) FROM SERVER listener_bench INTO listener_bench"
+         % sim)
+    lat = []
+    try:
+        for i in range(samples):
+            account = "0000123456-00001~delay=200"
+            t_start = time.time()
+            psql("SELECT count(*) FROM listener_bench.billed_usage "
+                 "WHERE account_name = '%s' AND billing_from = '2023-09-01'" % account)
+            t_end = time.time()
+            with urllib.request.urlopen(sim + "/_sim/log?kind=callback_delivery") as r:
+                events = [json.loads(l) for l in r.read().decode().splitlines() if l.strip()]
+            ts = [e["ts"] for e in events if e.get("account") == account
+                  and e.get("listener_status") == 200 and e["ts"] >= t_start - 0.001]
+            if ts:
+                lat.append(t_end - max(ts))
+    finally:
+        psql("DROP SCHEMA listener_bench CASCADE; DROP SERVER listener_bench CASCADE")
+    return sorted(lat)
+
+
 def pct(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))]
 
@@ -79,6 +120,7 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--pages", type=int, default=4, help="pages per request id")
     ap.add_argument("--keep", action="store_true", help="leave the bench's files in the spool")
+    ap.add_argument("--wake-samples", type=int, default=20, help="callback-to-result samples (needs SIM_URL)")
     a = ap.parse_args()
 
     run = "bench-%d-%d" % (os.getpid(), int(time.time()))
@@ -118,6 +160,13 @@ def main():
         for d in os.listdir(spool):
             if d.startswith(run + "-"):
                 shutil.rmtree(os.path.join(spool, d), ignore_errors=True)
+    if a.wake_samples > 0 and os.environ.get("SIM_URL"):
+        w = wake_latency(a.wake_samples)
+        if w:
+            print("callback 200 -> query result: %d samples, p50 %.1f ms, max %.1f ms "
+                  "(simulator log has ms resolution)" % (len(w), pct(w, 0.5) * 1e3, w[-1] * 1e3))
+        else:
+            print("callback-to-result latency: no samples (is the scan working against the simulator?)")
     print("OK: every callback stored exactly once" if ok else "FAILED")
     return 0 if ok else 1
 
