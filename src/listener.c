@@ -183,6 +183,8 @@ ts_check_allowed_sources(char **newval, void **extra, GucSource source)
 	}
 	list->n = i;
 	*extra = list;
+	list_free(items);
+	pfree(raw);
 	return true;
 }
 
@@ -219,6 +221,8 @@ ts_check_listen_addresses(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("At most %d addresses can be listed.", TS_MAX_LISTEN / 2);
 		return false;
 	}
+	list_free(items);
+	pfree(raw);
 	return true;
 }
 
@@ -576,8 +580,14 @@ ts_handle_callback(struct MHD_Connection *c, const char *body, size_t len, const
 	if (doc)
 		tsj_free(doc);			/* env's views are not needed any more */
 
-	/* A page or failure that cannot be routed is kept as an unrouted body. */
+	/*
+	 * A page or failure that cannot be routed is kept as an unrouted body; page
+	 * numbers that cannot name a spool file make the callback unusable.
+	 */
 	if (request_id == NULL)
+		kind = TS_SPOOL_UNPARSED;
+	else if (kind == TS_SPOOL_PAGE &&
+			 (page < -1 || page > TS_SPOOL_MAX_PAGE || total < -1 || total > TS_SPOOL_MAX_PAGE))
 		kind = TS_SPOOL_UNPARSED;
 
 	redacted = ts_redact_credentials(body, len, &rlen);

@@ -82,7 +82,7 @@ ts_spool_number(const char *s, const char *end, long *out)
 {
 	long		v = 0;
 
-	if (s >= end || end - s > 9)
+	if (s >= end || end - s > 9)	/* TS_SPOOL_MAX_PAGE */
 		return false;
 	for (; s < end; s++)
 	{
@@ -305,9 +305,11 @@ ts_spool_describe_unparsed(const char *request_id, const char *path, TsSpoolStat
 							   jerr.line, jerr.column, jerr.message, path);
 		return;
 	}
-	/* Valid JSON of the wrong shape. */
+	/* Valid JSON of the wrong shape, or page numbers out of range. */
 	memset(&merr, 0, sizeof(merr));
-	ts_envelope_read(tsj_root(doc), &env, &merr);
+	if (ts_envelope_read(tsj_root(doc), &env, &merr) == 0)
+		snprintf(merr.message, sizeof(merr.message),
+				 "pageNumber %ld or totalPages %ld is out of range", env.page_number, env.total_pages);
 	tsj_free(doc);
 	out->message = psprintf("callback for ThingSpace request \"%s\" has an unexpected shape", request_id);
 	out->detail = psprintf("At %s: %s.  The body is stored as \"%s\".",

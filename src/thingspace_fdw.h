@@ -292,6 +292,7 @@ extern void ts_spool_status(const char *request_id, TsSpoolStatus *out);
 extern bool ts_spool_valid_request_id(const char *request_id);
 
 #define TS_REQUEST_ID_MAX 128
+#define TS_SPOOL_MAX_PAGE 999999999	/* pageNumber / totalPages that name a file */
 
 /* What a stored callback file is; also the order of files within a request. */
 typedef enum TsSpoolKind

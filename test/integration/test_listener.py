@@ -289,6 +289,13 @@ def test_credentials_any_case_in_broken_body():
     assert len(stored) == 1 and PASSWORD not in stored[0], stored
 
 
+def test_page_number_out_of_range():
+    r = rid("hugepage")
+    assert post(callback_body(r, 10 ** 12, 10 ** 12))[0] == 200
+    rows = listed(r)
+    assert len(rows) == 1 and rows[0].split("|")[2] == "broken", rows
+
+
 def test_unrouted():
     before = len(listed("_unrouted"))
     tag = rid("unrouted")
@@ -416,7 +423,8 @@ def test_durable_across_immediate_restart():
 
 TESTS = [test_stored, test_wrong_credentials, test_disallowed_source, test_oversize,
          test_methods_and_paths, test_duplicate, test_out_of_order, test_failed,
-         test_broken_seed_examples, test_credentials_any_case_in_broken_body, test_unrouted, test_retention, test_port_in_use_then_rebind,
+         test_broken_seed_examples, test_credentials_any_case_in_broken_body,
+         test_page_number_out_of_range, test_unrouted, test_retention, test_port_in_use_then_rebind,
          test_write_error_is_500, test_nothing_secret_on_disk, test_worker_restart, test_durable_across_immediate_restart]
 
 
