@@ -795,10 +795,15 @@ ts_listen_one(const struct addrinfo *ai, const char *label)
 	return true;
 }
 
-/* Bind every configured address; true when at least one socket listens. */
+/*
+ * Bind every configured address; true when at least one socket listens.
+ * Failed attempts are repeated every few seconds: logged at once, then once a minute.
+ */
 static bool
 ts_listener_open(void)
 {
+	static int	failures = 0;
+	int			elevel = (failures % (60000 / TS_BIND_RETRY_MS) == 0) ? LOG : DEBUG1;
 	char	   *raw = pstrdup(ts_listen_addresses);
 	List	   *items;
 	ListCell   *lc;
@@ -823,7 +828,7 @@ ts_listener_open(void)
 		rc = getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, port, &hints, &res);
 		if (rc != 0)
 		{
-			ereport(LOG,
+			ereport(elevel,
 					(errmsg("thingspace_fdw listener: could not resolve \"%s\": %s",
 							host, gai_strerror(rc))));
 			continue;
@@ -845,7 +850,7 @@ ts_listener_open(void)
 				bool		busy = (errno == EADDRINUSE);
 
 				in_use |= busy;
-				ereport(LOG,
+				ereport(elevel,
 						(errcode_for_socket_access(),
 						 errmsg("thingspace_fdw listener: could not listen on %s: %m", label),
 						 busy ?
@@ -858,6 +863,7 @@ ts_listener_open(void)
 	/* A busy port is retried as a whole, so that no address is left out. */
 	if (in_use && ts_nsocks > 0)
 		ts_listener_close();
+	failures = ts_nsocks > 0 ? 0 : failures + 1;
 	return ts_nsocks > 0;
 }
 
