@@ -28,9 +28,12 @@ typedef struct TsjNode
 	const char *key;			/* member name (unescaped, NUL-terminated) or NULL */
 	size_t		keylen;
 	const char *str;			/* string: unescaped value; number: lexeme; NUL-terminated */
-	size_t		len;			/* (additions) true/false/null: "true"/"false"/"null";
-								 * object/array: view of its source text [start,end),
-								 * NOT NUL-terminated, valid while the source buffer lives */
+	size_t		len;
+	/*
+	 * Also set (addition): true/false/null: "true"/"false"/"null"; object/array: a view
+	 * of the node's own source text, buf + start, len = end - start, NOT NUL-terminated
+	 * and valid only while the parsed buffer lives (this is what `raw` hands out).
+	 */
 	size_t		start;			/* byte span of the value in the source: [start, end) */
 	size_t		end;
 	struct TsjNode *child;		/* first element / member */

@@ -107,36 +107,63 @@ integer_of(const TsjNode *n, TsStr *out)
 	return -1;
 }
 
+/*
+ * Append at most max bytes of s to buf for a message: control characters become '?'
+ * and a cut never splits a UTF-8 sequence (the parser guarantees valid UTF-8).
+ */
+static void
+append_clean(char *buf, size_t size, const char *s, size_t len, size_t max)
+{
+	size_t		used = strlen(buf),
+				i;
+
+	if (len > max)
+	{
+		len = max;
+		while (len > 0 && ((unsigned char) s[len] & 0xC0) == 0x80)
+			len--;
+	}
+	for (i = 0; i < len && used + 1 < size; i++)
+		buf[used++] = (unsigned char) s[i] < 0x20 ? '?' : s[i];
+	buf[used] = '\0';
+}
+
 /* Append ".key" (no dot at the start) and "[idx]" when idx >= 0, truncating safely. */
 static void
 path_append(char *buf, size_t size, const char *key, size_t keylen, long idx)
 {
-	size_t		used = strlen(buf);
+	size_t		used;
 
-	if (key != NULL && used < size)
+	if (key != NULL)
 	{
-		snprintf(buf + used, size - used, "%s%.*s", used ? "." : "",
-				 (int) (keylen > 100 ? 100 : keylen), key);
-		used = strlen(buf);
+		if (buf[0] != '\0')
+			append_clean(buf, size, ".", 1, 1);
+		append_clean(buf, size, key, keylen, 60);
 	}
-	if (idx >= 0 && used < size)
+	used = strlen(buf);
+	if (idx >= 0 && used + 1 < size)
 		snprintf(buf + used, size - used, "[%ld]", idx);
 }
 
-/* "expected <what>, found <type>" with the bad string quoted when that helps. */
+/* "expected <what>, found <type>", quoting the start of a bad string. */
 static void
 set_found(TsMapError *err, const char *what, const TsjNode *bad)
 {
+	char	   *m = err->message;
+	size_t		size = sizeof(err->message);
+
 	if (bad == NULL)
-		snprintf(err->message, sizeof(err->message), "missing %s", what);
+		snprintf(m, size, "missing %s", what);
 	else if (bad->type == TSJ_STRING && memchr(bad->str, '\0', bad->len) != NULL)
-		snprintf(err->message, sizeof(err->message), "expected %s, found a string containing \\u0000", what);
+		snprintf(m, size, "expected %s, found a string containing \\u0000", what);
 	else if (bad->type == TSJ_STRING)
-		snprintf(err->message, sizeof(err->message), "expected %s, found the string \"%.40s%s\"",
-				 what, bad->str, bad->len > 40 ? "..." : "");
+	{
+		snprintf(m, size, "expected %s, found the string \"", what);
+		append_clean(m, size, bad->str, bad->len, 40);
+		append_clean(m, size, bad->len > 40 ? "...\"" : "\"", bad->len > 40 ? 4 : 1, 4);
+	}
 	else
-		snprintf(err->message, sizeof(err->message), "expected %s, found %s",
-				 what, tsj_type_name(bad->type));
+		snprintf(m, size, "expected %s, found %s", what, tsj_type_name(bad->type));
 }
 
 /* ---------------------------------------------------------------- envelope */

@@ -54,9 +54,21 @@ walk(const TsjNode *root, TsResource res)
 		if (++n > 10000000)
 			abort();			/* the cursor must always move forward */
 	}
-	if (st == TS_MAP_ERROR && (memchr(err.field, '\0', sizeof(err.field)) == NULL ||
-							   memchr(err.message, '\0', sizeof(err.message)) == NULL))
-		abort();
+	if (st == TS_MAP_ERROR)
+	{
+		size_t		i;
+
+		/* messages end up in PostgreSQL errors: terminated, no control characters */
+		if (memchr(err.field, '\0', sizeof(err.field)) == NULL ||
+			memchr(err.message, '\0', sizeof(err.message)) == NULL)
+			abort();
+		for (i = 0; err.field[i]; i++)
+			if ((unsigned char) err.field[i] < 0x20)
+				abort();
+		for (i = 0; err.message[i]; i++)
+			if ((unsigned char) err.message[i] < 0x20)
+				abort();
+	}
 	if (ts_map_next(&cur, &row, &err) != st)
 		abort();				/* END and ERROR are sticky */
 }

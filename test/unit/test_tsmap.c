@@ -923,6 +923,13 @@ test_shape_errors(void)
 			SUMMARY ".deviceIdentifier.kind", "device kind");
 	MAP_ERR(WRAP("{\"usageApns\":[{\"name\":\"a\\u0000b\"}]}"), TS_RES_SEGMENTS,
 			SUMMARY ".usageApns[0].name", "expected a string, found a string containing \\u0000");
+	/* messages stay clean: control characters masked, UTF-8 never cut in two */
+	MAP_ERR(WRAP("{\"usageApns\":[{\"billedAmount\":\"a\\nb\"}]}"), TS_RES_SEGMENTS,
+			SUMMARY ".usageApns[0].billedAmount", "found the string \"a?b\"");
+	MAP_ERR(WRAP("{\"usageApns\":[{\"billedAmount\":\"0123456789012345678901234567890123456789\"}]}"), TS_RES_SEGMENTS,
+			SUMMARY ".usageApns[0].billedAmount", "\"0123456789012345678901234567890123456789\"");
+	MAP_ERR(WRAP("{\"usageApns\":[{\"billedAmount\":\"012345678901234567890123456789012345678\u00e9\"}]}"), TS_RES_SEGMENTS,
+			SUMMARY ".usageApns[0].billedAmount", "\"012345678901234567890123456789012345678...\"");
 	MAP_ERR(WRAP("{\"label\":{\"name\":{}}}"), TS_RES_BILLED_USAGE, SUMMARY ".label.name", "expected a string");
 	MAP_ERR(WRAP("{\"devices\":[{\"totalBilledAmount\":[]}]}"), TS_RES_BILLED_USAGE,
 			SUMMARY ".devices[0].totalBilledAmount", "expected a number, found an array");
