@@ -41,6 +41,9 @@ all:
 	@exit 1
 endif
 
+# PGXS tracks no header dependencies: a changed struct must rebuild every object.
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
+
 .PHONY: test demo fuzz bench
 test:
 	test/run-tests.sh
