@@ -86,7 +86,11 @@ value_text(TsColumn col, Datum value, Oid type)
 	return OidOutputFunctionCall(out, value);
 }
 
-/* Evaluate every condition value and build the requests. */
+/*
+ * Evaluate every condition value and build the requests.  Expressions run in the
+ * per-tuple memory; the values kept (they end up in the requests) are copied into the
+ * caller's context, which lives as long as the scan.
+ */
 static void
 build_requests(ForeignScanState *node, TsScanState *ss)
 {
@@ -97,7 +101,6 @@ build_requests(ForeignScanState *node, TsScanState *ss)
 			   *lc2,
 			   *lc3,
 			   *lc4;
-	MemoryContext old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
 
 	forfour(lc1, ss->cond_columns, lc2, ss->cond_ops, lc3, ss->cond_arrays, lc4, ss->cond_states)
 	{
@@ -105,32 +108,34 @@ build_requests(ForeignScanState *node, TsScanState *ss)
 		ExprState  *state = lfirst(lc4);
 		Oid			type = exprType((Node *) state->expr);
 		bool		isnull;
-		Datum		value = ExecEvalExpr(state, econtext, &isnull);
+		Datum		value;
+		Datum	   *elems = &value;
+		bool	   *nulls = &isnull;
+		int			n = 1;
+		MemoryContext old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
 
-		c->column = lfirst_int(lc1);
-		c->op = lfirst_int(lc2);
+		value = ExecEvalExpr(state, econtext, &isnull);
 		if (!isnull && lfirst_int(lc3))
 		{
 			ArrayType  *arr = DatumGetArrayTypeP(value);
-			Oid			elemtype = ARR_ELEMTYPE(arr);
 			int16		typlen;
 			bool		typbyval;
 			char		typalign;
-			Datum	   *elems;
-			bool	   *nulls;
-			int			n;
 
-			get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-			deconstruct_array(arr, elemtype, typlen, typbyval, typalign, &elems, &nulls, &n);
-			for (int i = 0; i < n; i++)
-				if (!nulls[i])
-					c->values = lappend(c->values, value_text(c->column, elems[i], elemtype));
+			type = ARR_ELEMTYPE(arr);
+			get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+			deconstruct_array(arr, type, typlen, typbyval, typalign, &elems, &nulls, &n);
 		}
-		else if (!isnull)
-			c->values = list_make1(value_text(c->column, value, type));
+		MemoryContextSwitchTo(old);
+
+		c->column = lfirst_int(lc1);
+		c->op = lfirst_int(lc2);
+		for (int i = 0; i < n; i++)
+			if (!nulls[i])
+				c->values = lappend(c->values, value_text(c->column, elems[i], type));
 		conds = lappend(conds, c);
 	}
-	MemoryContextSwitchTo(old);
+	ResetExprContext(econtext);
 
 	requests = ts_build_requests(conds, &ss->srv, &ss->tbl, RelationGetRelationName(ss->rel));
 	ss->nreq = list_length(requests);
@@ -138,7 +143,6 @@ build_requests(ForeignScanState *node, TsScanState *ss)
 	for (int i = 0; i < ss->nreq; i++)
 		ss->reqs[i].req = list_nth(requests, i);
 	ss->requests_known = true;
-	ResetExprContext(econtext);
 }
 
 static void
