@@ -229,6 +229,13 @@ ts_check_listen_addresses(char **newval, void **extra, GucSource source)
 void
 ts_listener_define_gucs(void)
 {
+	/*
+	 * PostgreSQL only accepts restart-only settings from a preloaded library; loaded
+	 * later (no listener then), they are simply read like reloadable ones.
+	 */
+	GucContext	startup_context = process_shared_preload_libraries_in_progress ?
+		PGC_POSTMASTER : PGC_SIGHUP;
+
 	DefineCustomStringVariable("thingspace_fdw.listen_addresses",
 							   "Addresses the callback listener binds to.",
 							   "Comma-separated host names or IP addresses; \"*\" means all; empty disables the listener.",
@@ -260,7 +267,7 @@ ts_listener_define_gucs(void)
 							   "Password ThingSpace must send in each callback body.",
 							   "Empty accepts any.",
 							   &ts_guc_callback_password, "",
-							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   startup_context, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   NULL, NULL, NULL);
 	DefineCustomStringVariable("thingspace_fdw.allowed_sources",
 							   "Client addresses the listener accepts callbacks from.",
@@ -272,7 +279,7 @@ ts_listener_define_gucs(void)
 							   "Directory where received callbacks are stored.",
 							   "A relative path is taken from the data directory.",
 							   &ts_guc_spool_directory, "pg_thingspace",
-							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY,
+							   startup_context, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("thingspace_fdw.spool_retention",
 							"How long stored callbacks of a request are kept after its last one.",
