@@ -381,6 +381,21 @@ owner_alive(int pid)
 	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
+/* What the spool holds for a request; its listing is freed at once. */
+static TsSpoolState
+spool_state(const char *request_id)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "thingspace_fdw cache check",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	TsSpoolStatus st;
+
+	ts_spool_status(request_id, &st);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	return st.state;
+}
+
 /* ---------------------------------------------------------------------------
  * The API used by scan.c
  * ---------------------------------------------------------------------------
@@ -404,7 +419,7 @@ ts_cache_claim(uint64 identity, const char *body, int ttl_ms, int inflight_ms, c
 		TsCacheState seen;
 		uint64		version;
 		char		id[TS_REQUEST_ID_MAX + 1];
-		TsSpoolStatus st;
+		TsSpoolState spool;
 
 		if (e == NULL)
 		{
@@ -435,16 +450,15 @@ ts_cache_claim(uint64 identity, const char *body, int ttl_ms, int inflight_ms, c
 		cache_unlock();
 
 		/* the spool decides whether the result is (still) there */
-		ts_spool_status(id, &st);
-		list_free_deep(st.page_paths);
-		if (st.state == TS_SPOOL_COMPLETE)
+		spool = spool_state(id);
+		if (spool == TS_SPOOL_COMPLETE)
 		{
 			if (seen == TS_CE_SENT)
 				ts_cache_mark_complete(identity, body);
 			*request_id = pstrdup(id);
 			return TS_CACHE_HIT;
 		}
-		if (seen == TS_CE_SENT && st.state == TS_SPOOL_WAITING)
+		if (seen == TS_CE_SENT && spool == TS_SPOOL_WAITING)
 		{
 			*request_id = pstrdup(id);
 			return TS_CACHE_INFLIGHT;
